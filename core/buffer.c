@@ -1,0 +1,248 @@
+/* buffer.c - dsp_buffer: refcounted owned, borrowed, file-mapped and device memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct dsp_buffer {
+    atomic_int refcount;
+    dsp_buffer_kind kind;
+    int readonly;
+    void *data;
+    size_t size;
+    dsp_device device;
+    void (*release)(void *opaque, void *data);
+    void *opaque;
+};
+
+static int buffer_alloc(dsp_buffer_kind kind, void *data, size_t size,
+                        dsp_buffer **out)
+{
+    dsp_buffer *b = calloc(1, sizeof(*b));
+
+    if (!b)
+        return DSP_ENOMEM;
+    atomic_init(&b->refcount, 1);
+    b->kind = kind;
+    b->data = data;
+    b->size = size;
+    b->device.type = DSP_DEVICE_CPU;
+    b->device.index = 0;
+    *out = b;
+    return 0;
+}
+
+int dsp_buffer_new(size_t size, dsp_buffer **out)
+{
+    void *data;
+    int err;
+
+    if (!out)
+        return DSP_EINVAL;
+    *out = NULL;
+    data = dsp_malloc(size);
+    if (!data)
+        return DSP_ENOMEM;
+    err = buffer_alloc(DSP_BUFFER_OWNED, data, size, out);
+    if (err < 0)
+        dsp_free(data);
+    return err;
+}
+
+int dsp_buffer_wrap(void *data, size_t size, int readonly,
+                    void (*release)(void *opaque, void *data),
+                    void *opaque, dsp_buffer **out)
+{
+    int err;
+
+    if (!out)
+        return DSP_EINVAL;
+    *out = NULL;
+    if (!data && size)
+        return DSP_EINVAL;
+    err = buffer_alloc(DSP_BUFFER_BORROWED, data, size, out);
+    if (err < 0)
+        return err;
+    (*out)->readonly = readonly != 0;
+    (*out)->release = release;
+    (*out)->opaque = opaque;
+    return 0;
+}
+
+int dspi_buffer_new_device(dsp_device dev, void *ptr, size_t size,
+                           void (*release)(void *opaque, void *data),
+                           void *opaque, dsp_buffer **out)
+{
+    int err;
+
+    if (!out)
+        return DSP_EINVAL;
+    *out = NULL;
+    if (!ptr && size)
+        return DSP_EINVAL;
+    err = buffer_alloc(DSP_BUFFER_DEVICE, ptr, size, out);
+    if (err < 0)
+        return err;
+    (*out)->device = dev;
+    (*out)->release = release;
+    (*out)->opaque = opaque;
+    return 0;
+}
+
+static int errno_to_dsp(int e)
+{
+    return e == ENOENT ? DSP_ENOENT : DSP_EIO;
+}
+
+int dsp_buffer_map_file(const char *path, dsp_buffer **out)
+{
+    struct stat st;
+    void *data = NULL;
+    size_t size;
+    int fd, err, saved;
+
+    if (!out)
+        return DSP_EINVAL;
+    *out = NULL;
+    if (!path)
+        return DSP_EINVAL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno_to_dsp(errno);
+    if (fstat(fd, &st) < 0) {
+        err = errno_to_dsp(errno);
+        goto fail_fd;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
+        err = DSP_EINVAL;
+        goto fail_fd;
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > SIZE_MAX) {
+        errno = EFBIG;
+        err = DSP_EIO;
+        goto fail_fd;
+    }
+    size = (size_t)st.st_size;
+    /* mmap refuses length 0; an empty file is a valid empty buffer. */
+    if (size > 0) {
+        data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (data == MAP_FAILED) {
+            err = errno_to_dsp(errno);
+            goto fail_fd;
+        }
+    }
+    close(fd);
+    err = buffer_alloc(DSP_BUFFER_MAPPED, data, size, out);
+    if (err < 0) {
+        if (data)
+            munmap(data, size);
+        return err;
+    }
+    (*out)->readonly = 1;
+    return 0;
+
+fail_fd:
+    /* errno describes the failure for the caller's message; close must not
+     * overwrite it. */
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return err;
+}
+
+dsp_buffer *dsp_buffer_ref(dsp_buffer *buf)
+{
+    if (buf)
+        atomic_fetch_add_explicit(&buf->refcount, 1, memory_order_relaxed);
+    return buf;
+}
+
+static void buffer_destroy(dsp_buffer *b)
+{
+    switch (b->kind) {
+    case DSP_BUFFER_OWNED:
+        dsp_free(b->data);
+        break;
+    case DSP_BUFFER_MAPPED:
+        if (b->data)
+            munmap(b->data, b->size);
+        break;
+    case DSP_BUFFER_BORROWED:
+    case DSP_BUFFER_DEVICE:
+        if (b->release)
+            b->release(b->opaque, b->data);
+        break;
+    }
+    free(b);
+}
+
+void dsp_buffer_unref(dsp_buffer **buf)
+{
+    dsp_buffer *b;
+
+    if (!buf || !*buf)
+        return;
+    b = *buf;
+    *buf = NULL;
+    /* acq_rel: the thread that frees must see every other holder's writes. */
+    if (atomic_fetch_sub_explicit(&b->refcount, 1, memory_order_acq_rel) == 1)
+        buffer_destroy(b);
+}
+
+void *dsp_buffer_data(const dsp_buffer *buf)
+{
+    return buf ? buf->data : NULL;
+}
+
+size_t dsp_buffer_size(const dsp_buffer *buf)
+{
+    return buf ? buf->size : 0;
+}
+
+dsp_buffer_kind dsp_buffer_get_kind(const dsp_buffer *buf)
+{
+    return buf ? buf->kind : DSP_BUFFER_OWNED;
+}
+
+dsp_device dsp_buffer_device(const dsp_buffer *buf)
+{
+    dsp_device cpu = { DSP_DEVICE_CPU, 0 };
+
+    return buf ? buf->device : cpu;
+}
+
+int dsp_buffer_is_writable(const dsp_buffer *buf)
+{
+    if (!buf || buf->readonly)
+        return 0;
+    return atomic_load_explicit(&((dsp_buffer *)buf)->refcount,
+                                memory_order_acquire) == 1;
+}
+
+int dsp_buffer_make_writable(dsp_buffer **buf)
+{
+    dsp_buffer *copy;
+    int err;
+
+    if (!buf || !*buf)
+        return DSP_EINVAL;
+    if (dsp_buffer_is_writable(*buf))
+        return 0;
+    if ((*buf)->device.type != DSP_DEVICE_CPU)
+        return DSP_EUNSUPPORTED;
+    err = dsp_buffer_new((*buf)->size, &copy);
+    if (err < 0)
+        return err;
+    if ((*buf)->size)
+        memcpy(copy->data, (*buf)->data, (*buf)->size);
+    dsp_buffer_unref(buf);
+    *buf = copy;
+    return 0;
+}

@@ -1,0 +1,81 @@
+/* backend.cu - the CUDA backend module: device discovery, memory and copies through the CUDA runtime. */
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <stdio.h>
+
+extern "C" {
+#include "internal.h"
+}
+
+/* Without a driver cudaGetDeviceCount says cudaErrorInsufficientDriver (35),
+ * without a GPU cudaErrorNoDevice (100): both mean "no GPU", not a failure. */
+static int cuda_device_count(const char **why)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why)
+            *why = cudaGetErrorString(e);
+        cudaGetLastError();
+        return 0;
+    }
+    if (n == 0 && why)
+        *why = "the CUDA runtime reports no devices";
+    return n;
+}
+
+static int cuda_device_name(int index, char *dst, size_t n)
+{
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess)
+        return DSP_EDEVICE;
+    snprintf(dst, n, "%s", prop.name);
+    return 0;
+}
+
+static int cuda_malloc(int index, size_t size, void **out)
+{
+    if (cudaSetDevice(index) != cudaSuccess)
+        return DSP_EDEVICE;
+    if (cudaMalloc(out, size ? size : 1) != cudaSuccess) {
+        cudaGetLastError();
+        *out = NULL;
+        return DSP_ENOMEM;
+    }
+    return 0;
+}
+
+static void cuda_free(int index, void *p)
+{
+    cudaSetDevice(index);
+    cudaFree(p);
+}
+
+static int cuda_h2d(int index, void *dst, const void *src, size_t n)
+{
+    cudaSetDevice(index);
+    return cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice) == cudaSuccess ? 0 : DSP_EDEVICE;
+}
+
+static int cuda_d2h(int index, void *dst, const void *src, size_t n)
+{
+    cudaSetDevice(index);
+    return cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost) == cudaSuccess ? 0 : DSP_EDEVICE;
+}
+
+static int cuda_sync(int index)
+{
+    cudaSetDevice(index);
+    return cudaDeviceSynchronize() == cudaSuccess ? 0 : DSP_EDEVICE;
+}
+
+static const dspi_backend cuda_backend = {
+    sizeof(dspi_backend), "cuda", cuda_device_count, cuda_device_name, cuda_malloc,
+    cuda_free, cuda_h2d, cuda_d2h, cuda_sync,
+};
+
+extern "C" __attribute__((visibility("default"))) const dspi_backend *dspi_cuda_backend(void);
+extern "C" const dspi_backend *dspi_cuda_backend(void)
+{
+    return &cuda_backend;
+}

@@ -1,0 +1,124 @@
+/* parse_int.h - syntax tree of a .pipe file and its diagnostics, shared by parse.c and graph.c. */
+#ifndef DSPIPE_PARSE_INT_H
+#define DSPIPE_PARSE_INT_H
+
+#include "internal.h"
+
+/* Where a token lies: 1-based physical line and column, length in bytes. */
+typedef struct dspi_span {
+    int line, col, len;
+} dspi_span;
+
+/* A `$name` / `${name}` reference inside a value; off is where the text
+ * goes in the item's raw text. */
+typedef struct dspi_pref {
+    char *name;
+    size_t off;
+    dspi_span at;
+} dspi_pref;
+
+/* One value, or one element of a list. */
+typedef struct dspi_pitem {
+    char *raw;          /* quotes and escapes removed, references cut out */
+    dspi_pref *refs;
+    int n_refs;
+    char *text;         /* after substitution; NULL when that failed */
+    dspi_span at;
+} dspi_pitem;
+
+typedef struct dspi_pval {
+    int is_list;        /* written as [ ... ] */
+    dspi_pitem *items;
+    int n;
+    dspi_span at;
+} dspi_pval;
+
+typedef struct dspi_pparam {
+    char *key;
+    dspi_span at;
+    dspi_pval val;
+} dspi_pparam;
+
+typedef struct dspi_pnode {
+    char *name;
+    dspi_span at;
+    char *op;
+    dspi_span op_at;
+    dspi_pparam *params;
+    int n_params;
+} dspi_pnode;
+
+/* `node` or `node.port` in a chain. */
+typedef struct dspi_pend {
+    char *node;
+    char *port;         /* NULL when not named */
+    dspi_span at;       /* the whole endpoint */
+    dspi_span port_at;
+} dspi_pend;
+
+typedef struct dspi_pchain {
+    dspi_pend *ends;
+    int n;
+    dspi_span *arrows;  /* n - 1: arrows[k] joins ends[k] and ends[k + 1] */
+} dspi_pchain;
+
+typedef struct dspi_parg {
+    char *name;
+    dspi_span at;
+    int has_def;
+    dspi_pval def;
+    char *value;        /* bound value, NULL when none */
+    int given;          /* 1 positional, 2 --set, 0 default or none */
+    int reported;       /* "has no value" already said once */
+} dspi_parg;
+
+typedef struct dspi_popt {
+    char *key;
+    dspi_span at;
+    dspi_pval val;
+} dspi_popt;
+
+typedef struct dspi_diag {
+    dspi_span at;       /* line 0: about the file or the command line */
+    char *msg, *hint;
+    int seq;
+} dspi_diag;
+
+typedef struct dspi_pfile {
+    const char *path;
+    const char *text;
+    char *dir;          /* the value of $pipedir */
+    size_t *line_off;   /* start of each line */
+    int n_lines;
+    dspi_parg *args;
+    int n_args;
+    dspi_popt *opts;
+    int n_opts;
+    dspi_pnode *nodes;
+    int n_nodes;
+    dspi_pchain *chains;
+    int n_chains;
+    dspi_diag *diags;
+    int n_diags;
+    int oom;
+} dspi_pfile;
+
+/* Lex and parse text into pf (syntax errors become diagnostics).
+ * Returns 0 or DSP_ENOMEM; pf must be freed with dspi_pfile_free either way. */
+int dspi_pfile_parse(dspi_pfile *pf, const char *path, const char *text);
+/* Bind command-line values to the args, then substitute $references into
+ * every item's text. Problems become diagnostics. */
+int dspi_pfile_bind(dspi_pfile *pf, const dsp_pipe_args *args);
+void dspi_pfile_free(dspi_pfile *pf);
+
+/* Record an error at `at`; hint is taken over (malloc'd or NULL). */
+void dspi_diag_add(dspi_pfile *pf, dspi_span at, char *hint,
+                   const char *fmt, ...) DSP_PRINTF(4, 5);
+/* malloc'd printf, NULL on OOM. */
+char *dspi_fmt(const char *fmt, ...) DSP_PRINTF(1, 2);
+/* "a, b, c" of n names (malloc'd). */
+char *dspi_join_names(const char *const *names, int n);
+/* Every diagnostic, sorted by position, as one text (malloc'd). */
+char *dspi_pfile_render(const dspi_pfile *pf);
+
+#endif /* DSPIPE_PARSE_INT_H */

@@ -1,0 +1,160 @@
+/* scheduler.h - run-time nodes, edge queues and the scheduler state (shared by node.c, sched.c, harness.c). */
+#ifndef DSPIPE_SCHEDULER_H
+#define DSPIPE_SCHEDULER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "internal.h"
+
+#define DSPI_ITEM_MAX INT64_MAX
+
+/* A bounded FIFO of packets on one edge. `limit` is the backpressure bound:
+ * a producer is not scheduled while any of its queues holds `limit` packets.
+ * One process() call may push past it (the ring grows), so a node never
+ * blocks inside a callback. */
+typedef struct dspi_queue {
+    dsp_packet **ring;
+    int64_t *t_enq;             /* enqueue times (ns), only when profiling */
+    int cap, head, count;
+    int limit;
+    int64_t wm;                 /* no packet with a smaller item will arrive */
+    int eos;                    /* producer finished: nothing more arrives */
+    struct dsp_node *src, *dst;
+    int src_port, dst_slot;
+} dspi_queue;
+
+typedef enum dspi_node_state {
+    DSPI_IDLE = 0,
+    DSPI_READY,                 /* in the ready queue */
+    DSPI_RUNNING,
+    DSPI_FINISHED
+} dspi_node_state;
+
+typedef struct dspi_emitted {
+    int port;
+    dsp_packet *pkt;
+} dspi_emitted;
+
+typedef struct dspi_node_stats {
+    int64_t calls;              /* process/process_batch calls */
+    int64_t pkts_in, pkts_out;
+    int64_t ns_process;         /* time inside callbacks */
+    int64_t ns_queue_wait;      /* summed time input packets waited in queues */
+    int64_t batches, batch_items, batch_max;
+    int64_t failed;             /* items that failed here */
+    int64_t dropped;            /* packets dropped at a join (partner missing) */
+    int64_t items_done;         /* sinks: items whose last part was consumed */
+} dspi_node_stats;
+
+struct dspi_sched;
+struct dsp_harness;
+
+struct dsp_node {
+    struct dspi_sched *sched;   /* NULL under the harness */
+    struct dsp_harness *harness;
+    int index;
+    char *label;                /* "name@op" for logs */
+    const char *name;
+    const dsp_op_def *op;
+    void *priv;                 /* borrowed from the graph node (params stored) */
+    const char *pipe_dir;
+    dsp_device device;
+
+    int n_in;                   /* input slots */
+    dspi_queue **in;            /* per slot; NULL for an unconnected optional slot */
+    int n_out;                  /* output ports */
+    int *n_cons;                /* consumers per output port */
+    dspi_queue ***out;          /* out[port][k] */
+
+    dspi_node_state state;
+    int initialized;            /* init() was called */
+    int flushed;
+    int batch;                  /* batch size (BATCHABLE) */
+    int batch_timeout_ms;
+
+    /* stream position of the input being processed */
+    int in_callback;
+    int64_t cur_item, cur_part;
+    int cur_last;
+    double cur_pts;
+    int64_t last_consumed;      /* item of the last consumed input, -1 before */
+    int64_t next_item;          /* sources: item of the next dsp_node_packet_new */
+    int64_t *last_emitted;      /* per output port, for the ordering check */
+
+    dspi_emitted *outbox;       /* filled by dsp_node_emit during a callback */
+    int n_outbox, cap_outbox;
+
+    char *errmsg;               /* set by dsp_node_fail */
+    int errcode;
+
+    atomic_llong progress_done, progress_total;
+    dspi_node_stats st;
+};
+
+/* The run-time state of one run of a pipeline. */
+typedef struct dspi_sched {
+    dsp_context *ctx;
+    const dspi_graph *g;
+    dsp_node *nodes;
+    int n_nodes;
+    dspi_queue *queues;
+    int n_queues;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;        /* a node became ready, or the run ended */
+    pthread_cond_t done_cv;
+    int *readyq;                /* ring of node indices */
+    int rq_head, rq_count;
+    int n_finished;
+    int n_running;
+    int done;
+
+    atomic_int interrupt;       /* set by dsp_pipeline_interrupt */
+    atomic_int stopping;        /* sources no longer produce */
+    atomic_int aborting;        /* on_error=abort hit: drop everything */
+    int fatal_code;             /* a failure that is not one item's (flush, source) */
+    int abort_code;
+    char *abort_msg;
+
+    dsp_on_error on_error;
+    const char *errors_path;
+    FILE *errors_fp;
+    int errors_open_failed;
+    int64_t *failed_items;      /* sorted */
+    int n_failed, cap_failed;
+
+    int profile;
+    int64_t t_start_ns;
+    atomic_llong packets;       /* packets moved over edges */
+    int64_t items_done;         /* items whose last part reached a sink */
+    int progress;
+    int64_t progress_last_ns;
+} dspi_sched;
+
+int64_t dspi_now_ns(void);
+
+/* node.c */
+int dspi_node_setup(dsp_node *n, const dspi_gnode *g, int index,
+                    const char *pipe_dir, dsp_device dev);
+void dspi_node_cleanup(dsp_node *n);
+/* Call a callback with the bookkeeping around it (position, outbox, errors). */
+int dspi_node_call_process(dsp_node *n, dsp_packet **in);
+int dspi_node_call_batch(dsp_node *n, dsp_packet **in, int count);
+int dspi_node_call_flush(dsp_node *n);
+int dspi_node_call_init(dsp_node *n);
+void dspi_node_call_fini(dsp_node *n);
+void dspi_node_clear_error(dsp_node *n);
+
+/* sched.c */
+int dspi_sched_run(dspi_sched *s, int threads, int progress);
+int dspi_sched_init(dspi_sched *s, dsp_context *ctx, const dspi_graph *g,
+                    int queue_size, dsp_device dev, int profile);
+void dspi_sched_free(dspi_sched *s);
+int dspi_sched_write_profile(const dspi_sched *s, FILE *out);
+void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out);
+
+/* progress.c: draw (or finish, with final != 0) the progress line. */
+void dspi_progress_draw(dspi_sched *s, int final);
+
+#endif /* DSPIPE_SCHEDULER_H */
