@@ -79,7 +79,7 @@ static void build_options(builder *bd)
         const char *v;
         int which = -1;
 
-        if (!o->key)
+        if (!o->key || o->damaged)
             continue;
         for (int j = 0; j < 3; j++)
             if (strcmp(o->key, keys[j]) == 0)
@@ -177,7 +177,7 @@ static void store_param(builder *bd, dspi_gnode *gn, dspi_pparam *p,
     for (int k = 0; k < p->val.n; k++)
         if (!p->val.items[k].text)
             return;             /* substitution failed: already reported */
-    if (!(texts = malloc((size_t)(p->val.n ? p->val.n : 1) * sizeof(*texts)))) {
+    if (!(texts = calloc((size_t)DSPI_MAX(p->val.n, 1), sizeof(*texts)))) {
         bd->pf->oom = 1;
         return;
     }
@@ -207,7 +207,7 @@ static void build_node(builder *bd, int k)
     gn->col = nd->at.col;
     gn->name = dspi_fmt("%s", nd->name ? nd->name : "");
     bd->broken[k] = 1;
-    if (!nd->name || !nd->op)
+    if (!nd->name || !nd->op || nd->damaged)
         return;
     for (int j = 0; j < k; j++) {
         if (pf->nodes[j].name && strcmp(pf->nodes[j].name, nd->name) == 0) {
@@ -219,7 +219,8 @@ static void build_node(builder *bd, int k)
         }
     }
     if (!(op = dsp_context_find_op(bd->ctx, nd->op))) {
-        const char **names = malloc((size_t)(bd->ctx->n_ops + 1) * sizeof(*names));
+        const char **names = malloc(((size_t)DSPI_MAX(bd->ctx->n_ops, 0) + 1) *
+                                   sizeof(*names));
         const char *near = NULL;
         if (names) {
             for (int j = 0; j < bd->ctx->n_ops; j++)
@@ -342,8 +343,16 @@ static int resolve_port(builder *bd, int node, const dspi_pend *e, int output)
         return -1;
     }
     if (!e->port) {
+        int req = -1, n_req = 0;
         if (output || n == 1)
             return 0;
+        /* Optional ports are never picked implicitly, so `a -> sink` keeps
+         * meaning "sink's main input" when sink also has an optional one. */
+        for (int k = 0; k < n; k++)
+            if (!(ports[k].flags & DSP_PORT_OPTIONAL) && n_req++ == 0)
+                req = k;
+        if (n_req == 1)
+            return req;
         all = port_names(ports);
         dspi_diag_add(bd->pf, e->at, dspi_fmt("write %s.%s", e->node,
                                               ports[0].name),
@@ -376,18 +385,24 @@ static void add_edge(builder *bd, const dspi_pchain *c, int k, int src, int dst)
     int sp, dp;
     bedge *e;
 
-    if (bd->broken[src] || bd->broken[dst])
+    sp = bd->broken[src] ? -1 : resolve_port(bd, src, se, 1);
+    dp = bd->broken[dst] ? -1 : resolve_port(bd, dst, de, 0);
+    if (sp < 0 || dp < 0) {
+        /* Count the input as connected all the same: an error is already
+         * reported, and "not connected" would only repeat it. The graph
+         * is not finished after errors, so the counts need not be exact. */
+        if (dp >= 0)
+            bd->port_count[dst][dp]++;
         return;
+    }
     sop = bd->g->nodes[src].op;
     dop = bd->g->nodes[dst].op;
-    if ((sp = resolve_port(bd, src, se, 1)) < 0 ||
-        (dp = resolve_port(bd, dst, de, 0)) < 0)
-        return;
     if (!dspi_types_compatible(sop->outputs[sp].type, dop->inputs[dp].type)) {
         dspi_diag_add(bd->pf, c->arrows[k], NULL, "type mismatch: '%s.%s' "
                       "gives %s but '%s.%s' takes %s", se->node,
                       sop->outputs[sp].name, sop->outputs[sp].type, de->node,
                       dop->inputs[dp].name, dop->inputs[dp].type);
+        bd->port_count[dst][dp]++;
         return;
     }
     if (!(dop->inputs[dp].flags & DSP_PORT_VARIADIC && dp == count_ports(dop->inputs) - 1) &&
@@ -426,6 +441,9 @@ static void build_chain(builder *bd, const dspi_pchain *c)
 {
     int idx[c->n];
     int ok = 1;
+
+    if (c->damaged)
+        return;
 
     for (int k = 1; k + 1 < c->n; k++) {
         if (c->ends[k].port) {

@@ -31,6 +31,7 @@ int dspi_node_setup(dsp_node *n, const dspi_gnode *g, int index,
     n->n_out = g->n_out;
     n->batch = 1;
     n->last_consumed = -1;
+    n->failed_item = -1;
     dspi_str_printf(&lab, "%s@%s", g->name, g->op->name);
     if (lab.oom) {
         dspi_str_free(&lab);

@@ -425,7 +425,7 @@ static int read_value(lexer *lx, dspi_pval *v, const char *what)
 
 /* ---- statements ------------------------------------------------------------ */
 
-static int stmt_arg(lexer *lx)
+static int stmt_arg(lexer *lx, int **damaged)
 {
     dspi_pfile *pf = lx->pf;
     dspi_parg *a;
@@ -434,6 +434,7 @@ static int stmt_arg(lexer *lx)
         return -1;
     a = &pf->args[pf->n_args++];
     memset(a, 0, sizeof(*a));
+    *damaged = &a->reported;    /* a bad default: stay quiet at its uses */
     a->name = read_ident(lx, &a->at);
     skip_ws(lx);
     if (cur(lx) != '=')
@@ -444,7 +445,7 @@ static int stmt_arg(lexer *lx)
     return read_value(lx, &a->def, a->name ? a->name : "");
 }
 
-static int stmt_option(lexer *lx)
+static int stmt_option(lexer *lx, int **damaged)
 {
     dspi_pfile *pf = lx->pf;
     dspi_popt *o;
@@ -454,6 +455,7 @@ static int stmt_option(lexer *lx)
         return -1;
     o = &pf->opts[pf->n_opts++];
     memset(o, 0, sizeof(*o));
+    *damaged = &o->damaged;
     o->key = read_ident(lx, &o->at);
     skip_ws(lx);
     if (cur(lx) != '=') {
@@ -468,7 +470,7 @@ static int stmt_option(lexer *lx)
     return read_value(lx, &o->val, o->key ? o->key : "");
 }
 
-static int stmt_node(lexer *lx, char *name, dspi_span at)
+static int stmt_node(lexer *lx, char *name, dspi_span at, int **damaged)
 {
     dspi_pfile *pf = lx->pf;
     dspi_pnode *nd;
@@ -480,6 +482,7 @@ static int stmt_node(lexer *lx, char *name, dspi_span at)
     }
     nd = &pf->nodes[pf->n_nodes++];
     memset(nd, 0, sizeof(*nd));
+    *damaged = &nd->damaged;
     nd->name = name;
     nd->at = at;
     advance(lx);                        /* '=' */
@@ -537,7 +540,7 @@ static void read_end(lexer *lx, dspi_pend *e, char *node, dspi_span at)
     }
 }
 
-static int stmt_chain(lexer *lx, char *first, dspi_span at)
+static int stmt_chain(lexer *lx, char *first, dspi_span at, int **damaged)
 {
     dspi_pfile *pf = lx->pf;
     dspi_pchain *c;
@@ -548,6 +551,7 @@ static int stmt_chain(lexer *lx, char *first, dspi_span at)
     }
     c = &pf->chains[pf->n_chains++];
     memset(c, 0, sizeof(*c));
+    *damaged = &c->damaged;
     if (grow(pf, (void **)&c->ends, 0, sizeof(*c->ends)) < 0) {
         free(first);
         return -1;
@@ -591,13 +595,15 @@ static int stmt_chain(lexer *lx, char *first, dspi_span at)
     return 0;
 }
 
-static int statement(lexer *lx)
+/* *damaged is set to the new statement's damage flag once it exists. */
+static int statement(lexer *lx, int **damaged)
 {
     dspi_pfile *pf = lx->pf;
     dspi_span at;
     char buf[4];
     char *w;
 
+    *damaged = NULL;
     if (!is_ident_start(cur(lx))) {
         dspi_diag_add(pf, here(lx, 1), dspi_fmt("statements are: arg NAME, "
                                                 "option KEY = VALUE, "
@@ -609,13 +615,13 @@ static int statement(lexer *lx)
     if (!(w = read_ident(lx, &at)))
         return -1;
     if (cur(lx) == '.')
-        return stmt_chain(lx, w, at);
+        return stmt_chain(lx, w, at, damaged);
     skip_ws(lx);
     if (strcmp(w, "arg") == 0 || strcmp(w, "option") == 0) {
         int is_arg = w[0] == 'a';
         if (is_ident_start(cur(lx))) {
             free(w);
-            return is_arg ? stmt_arg(lx) : stmt_option(lx);
+            return is_arg ? stmt_arg(lx, damaged) : stmt_option(lx, damaged);
         }
         if (at_stmt_end(lx)) {
             dspi_diag_add(pf, at, dspi_fmt(is_arg ? "write: arg NAME [= DEFAULT]"
@@ -626,9 +632,9 @@ static int statement(lexer *lx)
         }
     }
     if (cur(lx) == '=')
-        return stmt_node(lx, w, at);
+        return stmt_node(lx, w, at, damaged);
     if (cur(lx) == '-' && ahead(lx, 1) == '>')
-        return stmt_chain(lx, w, at);
+        return stmt_chain(lx, w, at, damaged);
     if (at_stmt_end(lx))
         dspi_diag_add(pf, at, dspi_fmt("declare a node: %s = family.op "
                                        "key=value ..., or connect it: %s -> NODE",
@@ -682,6 +688,7 @@ int dspi_pfile_parse(dspi_pfile *pf, const char *path, const char *text)
 {
     lexer lx = { pf, text, 0, 1, 1 };
     char buf[4];
+    int *damaged;
 
     memset(pf, 0, sizeof(*pf));
     pf->path = path;
@@ -705,7 +712,11 @@ int dspi_pfile_parse(dspi_pfile *pf, const char *path, const char *text)
         }
         if (c == '\0')
             break;
-        if (statement(&lx) < 0) {
+        if (statement(&lx, &damaged) < 0) {
+            /* keep what was declared, but quietly: a half-read statement
+             * would only produce follow-up errors */
+            if (damaged)
+                *damaged = 1;
             recover(&lx);
             continue;
         }

@@ -46,6 +46,7 @@ typedef struct dspi_pnode {
     dspi_span op_at;
     dspi_pparam *params;
     int n_params;
+    int damaged;        /* the statement had a syntax error */
 } dspi_pnode;
 
 /* `node` or `node.port` in a chain. */
@@ -60,6 +61,7 @@ typedef struct dspi_pchain {
     dspi_pend *ends;
     int n;
     dspi_span *arrows;  /* n - 1: arrows[k] joins ends[k] and ends[k + 1] */
+    int damaged;
 } dspi_pchain;
 
 typedef struct dspi_parg {
@@ -76,6 +78,7 @@ typedef struct dspi_popt {
     char *key;
     dspi_span at;
     dspi_pval val;
+    int damaged;
 } dspi_popt;
 
 typedef struct dspi_diag {

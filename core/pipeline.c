@@ -160,10 +160,15 @@ int dsp_pipeline_run(dsp_pipeline *p, const dsp_run_opts *opts)
                                          : p->g->errors_path ? p->g->errors_path
                                                              : "errors.jsonl";
     /* an errors file from an earlier run would describe failures that did
-     * not happen in this one */
-    if (unlink(p->sched.errors_path) == 0)
-        dsp_log(DSP_LOG_VERBOSE, "dspipe", "removed %s of an earlier run",
-                p->sched.errors_path);
+     * not happen in this one; only ever remove a regular file (never
+     * /dev/null or a pipe someone pointed us at) */
+    {
+        struct stat st;
+        if (lstat(p->sched.errors_path, &st) == 0 && S_ISREG(st.st_mode) &&
+            unlink(p->sched.errors_path) == 0)
+            dsp_log(DSP_LOG_VERBOSE, "dspipe", "removed %s of an earlier run",
+                    p->sched.errors_path);
+    }
     if (atomic_load(&p->interrupt))
         atomic_store(&p->sched.interrupt, 1);
     return dspi_sched_run(&p->sched, threads, o.progress);

@@ -30,9 +30,16 @@
 
 #include "scheduler.h"
 
-#define MAX_SLOTS_ON_STACK 16
-
 typedef enum { ACT_PROCESS, ACT_BATCH, ACT_FLUSH, ACT_SOURCE, ACT_STOP } action;
+
+/* A failed callback, noted while unlocked and recorded under the lock. */
+typedef struct failure {
+    int code;
+    int64_t item, part;
+    char *msg;                  /* malloc'd */
+    char *input;                /* malloc'd or NULL */
+} failure;
+
 
 /* ---- queues ------------------------------------------------------------- */
 
@@ -135,9 +142,11 @@ static int add_failed_item(dspi_sched *s, int64_t item)
 static int outputs_have_space(const dsp_node *n)
 {
     for (int p = 0; p < n->n_out; p++)
-        for (int k = 0; k < n->n_cons[p]; k++)
-            if (n->out[p][k]->count >= n->out[p][k]->limit)
+        for (int k = 0; k < n->n_cons[p]; k++) {
+            const dspi_queue *q = n->out[p][k];
+            if (q->count >= q->limit && !(q->dst->elastic && q->wm == q->dst->elastic_item))
                 return 0;
+        }
     return 1;
 }
 
@@ -159,24 +168,29 @@ static int key_cmp(const dsp_packet *a, int64_t item, int64_t part)
     return 0;
 }
 
-/* Drop the head packets of failed items: their other parts and branches
- * are pointless now and would only produce incomplete results. */
-static void drop_failed_heads(dspi_sched *s, dsp_node *n)
+/* After a node failed on an item, the item's remaining parts are dropped at
+ * that node: they would only make an incomplete result. This is local to
+ * the node (other branches go on), so the outcome does not depend on timing. */
+static int drop_failed_heads(dsp_node *n)
 {
-    if (!s->n_failed)
-        return;
+    int dropped = 0;
+    if (n->failed_item < 0)
+        return 0;
     for (int i = 0; i < n->n_in; i++) {
         dspi_queue *q = n->in[i];
-        while (q && q->count && item_failed(s, dsp_packet_item(queue_peek(q)))) {
+        while (q && q->count && dsp_packet_item(queue_peek(q)) == n->failed_item) {
             dsp_packet *p = queue_pop(q, NULL);
             dsp_packet_unref(&p);
+            dropped++;
         }
     }
+    return dropped;
 }
 
 /* Resolve the join: 1 when every connected slot's head has the same key.
- * Keys that can no longer be completed are dropped on the way. */
-static int join_ready(dspi_sched *s, dsp_node *n)
+ * Keys that can no longer be completed are dropped on the way (counted in
+ * *dropped: the caller must tell the producers and the watermarks). */
+static int join_ready(dspi_sched *s, dsp_node *n, int *dropped)
 {
     for (;;) {
         int64_t kitem = DSPI_ITEM_MAX, kpart = DSPI_ITEM_MAX;
@@ -203,8 +217,25 @@ static int join_ready(dspi_sched *s, dsp_node *n)
             if (!h || key_cmp(h, kitem, kpart) != 0)
                 all = 0;
         }
-        if (!dead)
+        if (!dead) {
+            /* Waiting on a slot that is at this very item: what is missing
+             * is a part the producer may have dropped, and it can only tell
+             * by going on. Let the other slots overfill up to the end of the
+             * item instead of deadlocking on their bound. A slot behind by a
+             * whole item (a slower branch) does not do this. */
+            int elastic = 0;
+            for (int i = 0; i < n->n_in && !all; i++) {
+                dspi_queue *q = n->in[i];
+                if (q && !q->count && !q->eos && q->wm == kitem)
+                    elastic = 1;
+            }
+            if (elastic && !n->elastic)
+                (*dropped)++;   /* the producers must look again */
+            n->elastic = elastic;
+            n->elastic_item = kitem;
             return all;
+        }
+        n->elastic = 0;
         for (int i = 0; i < n->n_in; i++) {
             dspi_queue *q = n->in[i];
             dsp_packet *h = q ? queue_peek(q) : NULL;
@@ -212,12 +243,15 @@ static int join_ready(dspi_sched *s, dsp_node *n)
                 h = queue_pop(q, NULL);
                 dsp_packet_unref(&h);
                 n->st.dropped++;
+                (*dropped)++;
             }
         }
+        /* expected when a branch filters items; say it once per node */
         if (!item_failed(s, kitem))
-            dsp_log(DSP_LOG_WARNING, n->label, "item %lld part %lld reached only some "
-                    "inputs (a branch dropped it); dropped at the join",
-                    (long long)kitem, (long long)kpart);
+            dsp_log(n->st.dropped == 1 ? DSP_LOG_WARNING : DSP_LOG_DEBUG, n->label,
+                    "item %lld part %lld reached only some inputs (a branch dropped it); "
+                    "dropped at the join%s", (long long)kitem, (long long)kpart,
+                    n->st.dropped == 1 ? " (further drops are counted in --profile)" : "");
     }
 }
 
@@ -228,42 +262,58 @@ static int batch_timed_out(const dsp_node *n, int64_t now)
            now - q->t_enq[q->head] >= (int64_t)n->batch_timeout_ms * 1000000;
 }
 
-static int node_ready(dspi_sched *s, dsp_node *n)
+static int node_ready(dspi_sched *s, dsp_node *n, int *dropped)
 {
-    int connected = 0, slot = -1;
+    int connected = 0, slot = -1, have_input;
 
     if (n->state != DSPI_IDLE)
         return 0;
     if (n->op->flags & DSP_OP_SOURCE)
         return s->stopping || outputs_have_space(n);
-    if (!outputs_have_space(n))
-        return 0;
-    drop_failed_heads(s, n);
-    if (inputs_exhausted(n))
-        return !n->flushed;
+    *dropped += drop_failed_heads(n);
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i]) {
             connected++;
             slot = i;
         }
-    if (n->batch > 1) {
+    /* Dropping dead join keys must not wait for room downstream: that room
+     * may be held by a join that waits for exactly this drop. */
+    if (connected > 1 && n->batch <= 1)
+        have_input = join_ready(s, n, dropped);
+    else if (n->batch > 1) {
         const dspi_queue *q = n->in[0];
-        return q->count >= n->batch || (q->count && (q->eos || n->batch_timeout_ms == 0 ||
-                                                     batch_timed_out(n, dspi_now_ns())));
+        have_input = q->count >= n->batch ||
+                     (q->count && (q->eos || n->batch_timeout_ms == 0 ||
+                                   batch_timed_out(n, dspi_now_ns())));
+    } else {
+        have_input = connected == 1 && n->in[slot]->count > 0;
     }
-    if (connected == 1)
-        return n->in[slot]->count > 0;
-    return join_ready(s, n);
+    /* flush runs once and may overfill its queues: waiting for room there
+     * could wait for a join that waits for this node's end of stream */
+    if (inputs_exhausted(n))
+        return !n->flushed;
+    return have_input && outputs_have_space(n);
 }
+
+static void propagate(dspi_sched *s, dsp_node *start);
 
 static void make_ready(dspi_sched *s, dsp_node *n)
 {
-    if (!node_ready(s, n))
-        return;
-    n->state = DSPI_READY;
-    s->readyq[(s->rq_head + s->rq_count) % s->n_nodes] = n->index;
-    s->rq_count++;
-    pthread_cond_signal(&s->work);
+    int dropped = 0;
+
+    if (node_ready(s, n, &dropped)) {
+        n->state = DSPI_READY;
+        s->readyq[(s->rq_head + s->rq_count) % s->n_nodes] = n->index;
+        s->rq_count++;
+        pthread_cond_signal(&s->work);
+    }
+    if (dropped) {
+        /* dropping made room upstream and may raise watermarks downstream */
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i])
+                make_ready(s, n->in[i]->src);
+        propagate(s, n);
+    }
 }
 
 /* ---- watermarks ------------------------------------------------------------ */
@@ -274,13 +324,10 @@ static int64_t node_low_item(const dsp_node *n)
 
     if (n->state == DSPI_FINISHED)
         return DSPI_ITEM_MAX;
-    if (n->op->flags & DSP_OP_SOURCE) {
-        /* items only grow: a source emits nothing below its last item */
-        low = 0;
-        for (int p = 0; p < n->n_out; p++)
-            low = DSPI_MAX(low, n->last_emitted[p]);
-        return low;
-    }
+    /* a source's items only grow; src_low is updated when its packets
+     * are queued, never from what a running source has only emitted */
+    if (n->op->flags & DSP_OP_SOURCE)
+        return n->src_low;
     for (int i = 0; i < n->n_in; i++) {
         const dspi_queue *q = n->in[i];
         int64_t v;
@@ -289,8 +336,11 @@ static int64_t node_low_item(const dsp_node *n)
         v = q->count ? dsp_packet_item(queue_peek(q)) : (q->eos ? DSPI_ITEM_MAX : q->wm);
         low = DSPI_MIN(low, v);
     }
-    if (n->last_consumed >= 0)
-        low = DSPI_MIN(low, n->last_consumed);
+    if (n->state == DSPI_RUNNING)
+        low = DSPI_MIN(low, n->running_item);
+    /* inputs done but not flushed yet: flush() may still emit */
+    if (low == DSPI_ITEM_MAX)
+        low = DSPI_MAX(n->last_consumed, 0);
     return low;
 }
 
@@ -415,66 +465,96 @@ static void write_error_record(dspi_sched *s, const dsp_node *n, int64_t item,
     json_decref(rec);
 }
 
-/* A callback failed. item < 0: not one item's failure (flush, a source). */
-static void record_failure(dspi_sched *s, dsp_node *n, int code, int64_t item,
-                           int64_t part, dsp_packet *const *in, int n_in)
+/* Log the first failures of a run; after that they only go to the errors
+ * file, so a folder of broken inputs does not bury everything else. */
+#define MAX_FAILURES_LOGGED 20
+
+/* A callback failed. f->item < 0: not one item's failure (flush, a source). */
+static void record_failure(dspi_sched *s, dsp_node *n, const failure *f)
 {
-    const char *input = in ? packet_input_name(in, n_in) : NULL;
-    const char *msg = n->errmsg ? n->errmsg : dsp_strerror(code);
     dspi_str full = { 0 };
-    int is_new = item >= 0 ? add_failed_item(s, item) : 1;
+    int is_new = f->item >= 0 ? add_failed_item(s, f->item) : 1;
 
     n->st.failed++;
-    if (item >= 0)
-        dspi_str_printf(&full, "item %lld%s%s%s: %s", (long long)item, input ? " (" : "",
-                        input ? input : "", input ? ")" : "", msg);
+    if (f->item >= 0)
+        n->failed_item = f->item;
+    if (f->item >= 0)
+        dspi_str_printf(&full, "item %lld%s%s%s: %s", (long long)f->item,
+                        f->input ? " (" : "", f->input ? f->input : "", f->input ? ")" : "",
+                        f->msg);
     else
-        dspi_str_append(&full, msg);
+        dspi_str_append(&full, f->msg);
     if (is_new)
-        write_error_record(s, n, item, part, input, code, msg);
-    if (item < 0 || s->on_error == DSP_ON_ERROR_ABORT) {
+        write_error_record(s, n, f->item, f->part, f->input, f->code, f->msg);
+    if (f->item < 0 || s->on_error == DSP_ON_ERROR_ABORT) {
         dspi_str where = { 0 };
         dsp_log(DSP_LOG_ERROR, n->label, "%s", full.s ? full.s : "");
         dspi_str_printf(&where, "node '%s' (%s) at %s:%d: %s", n->name, n->op->name,
                         s->g->path, s->g->nodes[n->index].line, full.s ? full.s : "");
-        if (item < 0 && s->on_error != DSP_ON_ERROR_ABORT) {
+        if (f->item < 0 && s->on_error != DSP_ON_ERROR_ABORT) {
             if (!s->fatal_code)
-                s->fatal_code = code;
+                s->fatal_code = f->code;
             dspi_set_error_owned(s->ctx, dspi_str_take(&where));
         } else {
-            begin_abort(s, code, dspi_str_take(&where));
+            begin_abort(s, f->code, dspi_str_take(&where));
         }
         dspi_str_free(&where);
-    } else if (is_new) {
-        dsp_log(DSP_LOG_WARNING, n->label, "%s (skipped; recorded in %s)",
-                full.s ? full.s : "", s->errors_path);
+    } else if (is_new && s->n_failed <= MAX_FAILURES_LOGGED) {
+        dsp_log(DSP_LOG_WARNING, n->label, "%s (skipped; recorded in %s)%s",
+                full.s ? full.s : "", s->errors_path,
+                s->n_failed == MAX_FAILURES_LOGGED ? "; further failures are only recorded there" : "");
     }
     dspi_str_free(&full);
-    dspi_node_clear_error(n);
 }
 
 /* ---- running one node ---------------------------------------------------- */
+
+/* One activation of a node. To keep the lock out of the per-packet path,
+ * an activation of a node with one connected input (or a source) runs a
+ * burst of up to BURST calls back to back, limited by the room left in its
+ * output queues so the queues stay bounded. */
+#define BURST 32
 
 typedef struct job {
     dsp_node *n;
     action act;
     int eof;                    /* a source reached its end (and was flushed) */
-    dsp_packet *stack[MAX_SLOTS_ON_STACK];
-    dsp_packet **in;
+    int calls;                  /* ACT_PROCESS/ACT_SOURCE: callbacks to run */
+    int ran;                    /* callbacks that ran */
+    dsp_packet *stack[BURST];
+    dsp_packet **in;            /* calls x n_in slots, or the batch */
     int n_pkts;
+    failure fail_stack[4];
+    failure *fails;
+    int n_fails, cap_fails;
+    int last_err;               /* result of the last callback */
 } job;
+
+/* Room left in the fullest output queue, at least 1. */
+static int output_room(const dsp_node *n)
+{
+    int room = BURST;
+    for (int p = 0; p < n->n_out; p++)
+        for (int k = 0; k < n->n_cons[p]; k++)
+            room = DSPI_MIN(room, n->out[p][k]->limit - n->out[p][k]->count);
+    return DSPI_MAX(room, 1);
+}
 
 /* Under the lock: decide what the node does and take its inputs. */
 static int take_job(dspi_sched *s, dsp_node *n, job *j)
 {
     int64_t waited = 0;
+    int connected = 0, slot = 0;
 
+    memset(j, 0, sizeof(*j));
     j->n = n;
     j->in = j->stack;
-    j->n_pkts = 0;
-    j->eof = 0;
+    j->fails = j->fail_stack;
+    j->cap_fails = (int)DSPI_ARRAY_LEN(j->fail_stack);
+    n->running_item = DSPI_MAX(n->last_consumed, 0);
     if (n->op->flags & DSP_OP_SOURCE) {
         j->act = s->stopping ? ACT_STOP : ACT_SOURCE;
+        j->calls = output_room(n);
         return 0;
     }
     if (inputs_exhausted(n)) {
@@ -483,58 +563,123 @@ static int take_job(dspi_sched *s, dsp_node *n, job *j)
     }
     if (n->batch > 1) {
         int cnt = DSPI_MIN(n->in[0]->count, n->batch);
-        if (cnt > MAX_SLOTS_ON_STACK && !(j->in = malloc(cnt * sizeof(*j->in))))
+        if (cnt > BURST && !(j->in = malloc(cnt * sizeof(*j->in))))
             return DSP_ENOMEM;
         for (int i = 0; i < cnt; i++)
             j->in[i] = queue_pop(n->in[0], &waited);
         j->n_pkts = cnt;
         j->act = ACT_BATCH;
     } else {
-        if (n->n_in > MAX_SLOTS_ON_STACK && !(j->in = malloc(n->n_in * sizeof(*j->in))))
-            return DSP_ENOMEM;
+        int cap = output_room(n);
         for (int i = 0; i < n->n_in; i++)
-            j->in[i] = n->in[i] ? queue_pop(n->in[i], &waited) : NULL;
-        j->n_pkts = n->n_in;
+            if (n->in[i]) {
+                connected++;
+                slot = i;
+            }
+        if (cap * n->n_in > BURST && !(j->in = calloc(cap * n->n_in, sizeof(*j->in))))
+            return DSP_ENOMEM;
+        /* take matched sets while there are any, dropping failed items */
+        while (j->calls < cap) {
+            dsp_packet **set = &j->in[j->calls * n->n_in];
+            int dropped = drop_failed_heads(n);
+            if (connected == 1 ? !n->in[slot]->count : !join_ready(s, n, &dropped))
+                break;
+            for (int i = 0; i < n->n_in; i++)
+                set[i] = n->in[i] ? queue_pop(n->in[i], &waited) : NULL;
+            j->calls++;
+        }
+        j->n_pkts = j->calls * n->n_in;
         j->act = ACT_PROCESS;
     }
+    n->running_item = DSPI_ITEM_MAX;
     for (int i = 0; i < j->n_pkts; i++)
-        if (j->in[i])
-            n->last_consumed = DSPI_MAX(n->last_consumed, dsp_packet_item(j->in[i]));
+        if (j->in[i]) {
+            int64_t item = dsp_packet_item(j->in[i]);
+            n->last_consumed = DSPI_MAX(n->last_consumed, item);
+            n->running_item = DSPI_MIN(n->running_item, item);
+        }
+    if (n->running_item == DSPI_ITEM_MAX)
+        n->running_item = DSPI_MAX(n->last_consumed, 0);
     n->st.ns_queue_wait += waited;
     return 0;
 }
 
-/* Unlocked: run the callback. Returns its result. */
-static int run_job(dspi_sched *s, job *j)
+/* Unlocked: keep a failed call's details for complete_job. */
+static void note_failure(job *j, int err, dsp_packet *const *in, int n_in)
+{
+    dsp_node *n = j->n;
+    const char *input = in ? packet_input_name(in, n_in) : NULL;
+    failure *f;
+
+    if (j->n_fails == j->cap_fails) {
+        int cap = 2 * j->cap_fails;
+        failure *nf = malloc(cap * sizeof(*nf));
+        if (!nf) {
+            dspi_node_clear_error(n);
+            return;             /* out of memory: the failure still shows in last_err */
+        }
+        memcpy(nf, j->fails, j->n_fails * sizeof(*nf));
+        if (j->fails != j->fail_stack)
+            free(j->fails);
+        j->fails = nf;
+        j->cap_fails = cap;
+    }
+    f = &j->fails[j->n_fails++];
+    f->code = err;
+    f->item = in ? n->cur_item : -1;
+    f->part = in ? n->cur_part : 0;
+    f->msg = n->errmsg ? strdup(n->errmsg) : strdup(dsp_strerror(err));
+    f->input = input ? strdup(input) : NULL;
+    dspi_node_clear_error(n);
+}
+
+/* Unlocked: run the callbacks. */
+static void run_job(dspi_sched *s, job *j)
 {
     dsp_node *n = j->n;
     int64_t t0 = s->profile ? dspi_now_ns() : 0;
-    int err;
+    int err = 0;
 
     switch (j->act) {
     case ACT_SOURCE:
-        err = dspi_node_call_process(n, NULL);
-        if (err == DSP_EOF) {
-            /* end of the source's stream: flush it like any other node */
-            j->eof = 1;
-            err = dspi_node_call_flush(n);
+        for (j->ran = 0; j->ran < j->calls && !s->aborting && !s->stopping;) {
+            err = dspi_node_call_process(n, NULL);
+            j->ran++;
+            if (err == DSP_EOF) {
+                /* end of the source's stream: flush it like any other node */
+                j->eof = 1;
+                if ((err = dspi_node_call_flush(n)) < 0)
+                    note_failure(j, err, NULL, 0);
+                break;
+            }
+            if (err < 0) {
+                note_failure(j, err, NULL, 0);
+                break;
+            }
         }
         break;
     case ACT_PROCESS:
-        err = dspi_node_call_process(n, j->in);
+        for (j->ran = 0; j->ran < j->calls && !s->aborting; j->ran++) {
+            dsp_packet **in = &j->in[j->ran * n->n_in];
+            if ((err = dspi_node_call_process(n, in)) < 0)
+                note_failure(j, err, in, n->n_in);
+        }
         break;
     case ACT_BATCH:
-        err = dspi_node_call_batch(n, j->in, j->n_pkts);
+        j->ran = 1;
+        if ((err = dspi_node_call_batch(n, j->in, j->n_pkts)) < 0)
+            note_failure(j, err, j->in, 1);
         break;
     case ACT_FLUSH:
     case ACT_STOP:
     default:
-        err = dspi_node_call_flush(n);
+        if ((err = dspi_node_call_flush(n)) < 0)
+            note_failure(j, err, NULL, 0);
         break;
     }
+    j->last_err = err;
     if (s->profile)
         n->st.ns_process += dspi_now_ns() - t0;
-    return err;
 }
 
 static int is_sink(const dsp_node *n)
@@ -544,23 +689,29 @@ static int is_sink(const dsp_node *n)
 
 /* Under the lock: move the outbox downstream, record failures, update
  * states, watermarks and readiness. */
-static void complete_job(dspi_sched *s, job *j, int err)
+static void complete_job(dspi_sched *s, job *j)
 {
     dsp_node *n = j->n;
     int finished = 0;
 
-    if (j->act == ACT_PROCESS || j->act == ACT_BATCH || j->act == ACT_SOURCE)
+    if (j->act == ACT_PROCESS || j->act == ACT_SOURCE)
+        n->st.calls += j->ran;
+    else if (j->act == ACT_BATCH)
         n->st.calls++;
-    for (int i = 0; i < j->n_pkts; i++) {
-        if (!j->in[i])
-            continue;
-        n->st.pkts_in++;
-        /* a join's slots carry the same item: count it once */
-        if (is_sink(n) && dsp_packet_last(j->in[i])) {
-            n->st.items_done++;
-            s->items_done++;
-            if (j->act != ACT_BATCH)
-                break;
+    for (int c = 0; c < (j->act == ACT_PROCESS ? j->ran : j->act == ACT_BATCH ? 1 : 0); c++) {
+        int first = j->act == ACT_PROCESS ? c * n->n_in : 0;
+        int cnt = j->act == ACT_PROCESS ? n->n_in : j->n_pkts;
+        for (int i = first; i < first + cnt; i++) {
+            if (!j->in[i])
+                continue;
+            n->st.pkts_in++;
+            /* a join's slots carry the same item: count it once */
+            if (is_sink(n) && dsp_packet_last(j->in[i])) {
+                n->st.items_done++;
+                s->items_done++;
+                if (j->act != ACT_BATCH)
+                    break;
+            }
         }
     }
     if (j->act == ACT_BATCH) {
@@ -571,6 +722,9 @@ static void complete_job(dspi_sched *s, job *j, int err)
 
     for (int i = 0; i < n->n_outbox; i++) {
         dspi_emitted *e = &n->outbox[i];
+        /* after an item's last part, a source emits only later items */
+        if (n->op->flags & DSP_OP_SOURCE)
+            n->src_low = DSPI_MAX(n->src_low, dsp_packet_item(e->pkt) + dsp_packet_last(e->pkt));
         if (!s->aborting && n->state != DSPI_FINISHED)
             for (int k = 0; k < n->n_cons[e->port]; k++) {
                 dspi_queue *q = n->out[e->port][k];
@@ -588,14 +742,11 @@ static void complete_job(dspi_sched *s, job *j, int err)
     }
     n->n_outbox = 0;
 
-    if (err < 0 && err != DSP_EOF) {
-        if ((j->act == ACT_PROCESS || j->act == ACT_BATCH) && !j->eof)
-            record_failure(s, n, err, n->cur_item, n->cur_part, j->in, j->n_pkts);
-        else
-            record_failure(s, n, err, -1, 0, NULL, 0);
-        if (j->act == ACT_SOURCE)
-            finished = 1;       /* a source that failed cannot be trusted to go on */
-    }
+    for (int i = 0; i < j->n_fails; i++)
+        record_failure(s, n, &j->fails[i]);
+    /* a source that failed cannot be trusted to go on */
+    if (j->act == ACT_SOURCE && j->last_err < 0)
+        finished = 1;
     if (j->act == ACT_FLUSH || j->act == ACT_STOP || j->eof)
         finished = 1;
 
@@ -621,6 +772,12 @@ static void release_job(job *j)
         dsp_packet_unref(&j->in[i]);
     if (j->in != j->stack)
         free(j->in);
+    for (int i = 0; i < j->n_fails; i++) {
+        free(j->fails[i].msg);
+        free(j->fails[i].input);
+    }
+    if (j->fails != j->fail_stack)
+        free(j->fails);
 }
 
 /* The earliest batch deadline among nodes holding a partial batch, or -1. */
@@ -662,7 +819,10 @@ static void report_stall(dspi_sched *s)
         dspi_str_printf(&b, "\n  %s: state %d flushed %d", n->label, n->state, n->flushed);
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k])
-                dspi_str_printf(&b, " in%d[count %d wm %lld eos %d]", k, n->in[k]->count,
+                dspi_str_printf(&b, " in%d[count %d head %lld/%lld wm %lld eos %d]", k,
+                                n->in[k]->count,
+                                n->in[k]->count ? (long long)dsp_packet_item(queue_peek(n->in[k])) : -1LL,
+                                n->in[k]->count ? (long long)dsp_packet_part(queue_peek(n->in[k])) : -1LL,
                                 (long long)n->in[k]->wm, n->in[k]->eos);
     }
     dsp_log(DSP_LOG_ERROR, "scheduler", "%s", b.s ? b.s : "stalled");
@@ -708,10 +868,10 @@ static void *worker_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&s->lock);
-        err = run_job(s, &j);
+        run_job(s, &j);
         pthread_mutex_lock(&s->lock);
         s->n_running--;
-        complete_job(s, &j, err);
+        complete_job(s, &j);
         pthread_mutex_unlock(&s->lock);
         release_job(&j);        /* packet frees happen outside the lock */
         pthread_mutex_lock(&s->lock);
@@ -907,8 +1067,9 @@ void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out)
 
 int dspi_sched_write_profile(const dspi_sched *s, FILE *out)
 {
-    fprintf(out, "%-24s %-18s %9s %9s %9s %10s %10s %10s %8s %6s\n", "node", "op",
-            "calls", "pkts in", "pkts out", "total ms", "us/call", "wait us", "batch", "failed");
+    fprintf(out, "%-24s %-18s %9s %9s %9s %10s %10s %10s %8s %6s %7s\n", "node", "op",
+            "calls", "pkts in", "pkts out", "total ms", "us/call", "wait us", "batch", "failed",
+            "dropped");
     for (int i = 0; i < s->n_nodes; i++) {
         const dsp_node *n = &s->nodes[i];
         const dspi_node_stats *st = &n->st;
@@ -916,12 +1077,12 @@ int dspi_sched_write_profile(const dspi_sched *s, FILE *out)
         if (st->batches)
             snprintf(batch, sizeof(batch), "%.1f/%lld", (double)st->batch_items / st->batches,
                      (long long)st->batch_max);
-        fprintf(out, "%-24s %-18s %9lld %9lld %9lld %10.2f %10.2f %10.2f %8s %6lld\n",
+        fprintf(out, "%-24s %-18s %9lld %9lld %9lld %10.2f %10.2f %10.2f %8s %6lld %7lld\n",
                 n->name, n->op->name, (long long)st->calls, (long long)st->pkts_in,
                 (long long)st->pkts_out, st->ns_process / 1e6,
                 st->calls ? st->ns_process / 1e3 / st->calls : 0.0,
                 st->pkts_in ? st->ns_queue_wait / 1e3 / st->pkts_in : 0.0, batch,
-                (long long)st->failed);
+                (long long)st->failed, (long long)st->dropped);
     }
     return 0;
 }

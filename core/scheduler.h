@@ -79,6 +79,12 @@ struct dsp_node {
     int cur_last;
     double cur_pts;
     int64_t last_consumed;      /* item of the last consumed input, -1 before */
+    int64_t failed_item;        /* the last item that failed here, -1 before */
+    int64_t running_item;       /* smallest item of the running activation */
+    int64_t src_low;            /* sources: no queued packet will be below this */
+    int elastic;                /* a join waiting on a part of elastic_item: its
+                                   producers may overfill its queues (sched.c) */
+    int64_t elastic_item;
     int64_t next_item;          /* sources: item of the next dsp_node_packet_new */
     int64_t *last_emitted;      /* per output port, for the ordering check */
 

@@ -65,10 +65,14 @@ FILE *dspi_tio_tmp_open(const char *path, char **tmp_path, char **errmsg,
         *err = dspi_tio_error(errmsg, DSP_ENOMEM, "%s: out of memory", path);
         return NULL;
     }
+    /* hidden (".name.tmp-..."), like dsp_outfile's, so a concurrent
+     * directory listing never picks up a half-written file */
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
     int fd = -1;
     for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(),
-                 atomic_fetch_add(&counter, 1));
+        snprintf(tmp, cap, "%.*s.%s.tmp-%ld-%u", dirlen, path, path + dirlen,
+                 (long)getpid(), atomic_fetch_add(&counter, 1));
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST)
             break;

@@ -27,7 +27,8 @@ typedef struct files_list_ctx {
     char **paths;
     size_t n, cap;
     size_t next;
-    dir_id *seen;               /* directories entered, so symlink loops end */
+    dir_id *seen;               /* hash set of directories entered, so
+                                   symlink loops end */
     size_t n_seen, cap_seen;
 } files_list_ctx;
 
@@ -86,21 +87,37 @@ static int full(const files_list_ctx *c)
     return !c->sort && c->limit > 0 && c->n >= (size_t)c->limit;
 }
 
-/* Returns 1 if the directory was not entered before (and records it). */
+/* Returns 1 if the directory was not entered before (and records it), 0 if
+ * it was, -1 on OOM. An open-addressing hash set keyed by (dev, inode):
+ * datasets can hold tens of thousands of directories. */
 static int first_visit(files_list_ctx *c, const struct stat *st)
 {
-    for (size_t i = 0; i < c->n_seen; i++)
-        if (c->seen[i].dev == st->st_dev && c->seen[i].ino == st->st_ino)
-            return 0;
-    if (c->n_seen == c->cap_seen) {
-        size_t cap = c->cap_seen ? 2 * c->cap_seen : 32;
-        dir_id *p = realloc(c->seen, cap * sizeof *p);
-        if (!p)
+    if (2 * (c->n_seen + 1) > c->cap_seen) {
+        size_t cap = c->cap_seen ? 2 * c->cap_seen : 64;
+        dir_id *tab = calloc(cap, sizeof *tab);
+        if (!tab)
             return -1;
-        c->seen = p;
+        for (size_t i = 0; i < c->cap_seen; i++) {
+            if (!c->seen[i].ino)
+                continue;
+            size_t h = ((size_t)c->seen[i].ino * 0x9E3779B97F4A7C15ULL ^
+                        (size_t)c->seen[i].dev) & (cap - 1);
+            while (tab[h].ino)
+                h = (h + 1) & (cap - 1);
+            tab[h] = c->seen[i];
+        }
+        free(c->seen);
+        c->seen = tab;
         c->cap_seen = cap;
     }
-    c->seen[c->n_seen++] = (dir_id){ st->st_dev, st->st_ino };
+    size_t h = ((size_t)st->st_ino * 0x9E3779B97F4A7C15ULL ^ (size_t)st->st_dev) &
+               (c->cap_seen - 1);
+    /* inode 0 marks an empty slot; no directory has it on Linux filesystems */
+    for (; c->seen[h].ino; h = (h + 1) & (c->cap_seen - 1))
+        if (c->seen[h].ino == st->st_ino && c->seen[h].dev == st->st_dev)
+            return 0;
+    c->seen[h] = (dir_id){ st->st_dev, st->st_ino };
+    c->n_seen++;
     return 1;
 }
 
@@ -249,7 +266,7 @@ static int files_list_init(dsp_node *node)
     if (err < 0)
         return err == DSP_ENOMEM ? dsp_node_fail(node, err, "out of memory") : err;
 
-    if (c->sort)
+    if (c->sort && c->n > 1)
         qsort(c->paths, c->n, sizeof *c->paths, cmp_path);
     if (c->limit > 0 && c->n > (size_t)c->limit) {
         for (size_t i = (size_t)c->limit; i < c->n; i++)

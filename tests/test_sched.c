@@ -1,0 +1,504 @@
+/* test_sched.c - scheduler tests: random DAG stress against a model, failure policies, interrupt, backpressure, batching. */
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dspipe/dspipe.h>
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/dsp_sched_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static dsp_context *new_ctx(void)
+{
+    dsp_context *ctx;
+    ck_assert_int_eq(dsp_context_new(&ctx), 0);
+    ck_assert_int_eq(dsp_context_load_plugins(ctx), 0);
+    ck_assert_msg(dsp_context_find_op(ctx, "test.gen") && dsp_context_find_op(ctx, "sink.jsonl"),
+                  "test and builtin plugins not found: is DSPIPE_PLUGIN_PATH set?");
+    return ctx;
+}
+
+/* ---- a model of what each test operator does to the stream ------------- */
+
+typedef struct rec {
+    int64_t item, part, v;
+} rec;
+
+typedef struct stream {
+    rec *r;
+    int n;
+} stream;
+
+enum { K_GEN, K_NOOP, K_DELAY, K_FAIL, K_FILTER, K_SPLIT, K_MERGE };
+
+typedef struct mnode {
+    int kind;
+    int npred, pred[3];
+    int a, b;                   /* fail: every; filter: modulo, remainder; split: n */
+    int has_consumer;
+    int split_below;            /* some ancestor splits: no further split */
+    stream out;
+} mnode;
+
+static void push(stream *s, int64_t item, int64_t part, int64_t v)
+{
+    s->r = realloc(s->r, (s->n + 1) * sizeof(*s->r));
+    s->r[s->n++] = (rec){ item, part, v };
+}
+
+static int find_key(const stream *s, int64_t item, int64_t part)
+{
+    int lo = 0, hi = s->n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        const rec *r = &s->r[mid];
+        if (r->item == item && r->part == part)
+            return mid;
+        if (r->item < item || (r->item == item && r->part < part))
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+/* Items failed anywhere (distinct), as errors.jsonl must list them. */
+static int failed_seen[1 << 16];
+
+static void model(mnode *g, int n, int count)
+{
+    memset(failed_seen, 0, sizeof(failed_seen));
+    for (int i = 0; i < n; i++) {
+        mnode *m = &g[i];
+        const stream *in = m->npred ? &g[m->pred[0]].out : NULL;
+        m->out.n = 0;
+        m->out.r = NULL;
+        switch (m->kind) {
+        case K_GEN:
+            for (int k = 0; k < count; k++)
+                push(&m->out, k, 0, k);
+            break;
+        case K_NOOP:
+        case K_DELAY:
+            for (int k = 0; k < in->n; k++)
+                push(&m->out, in->r[k].item, in->r[k].part, in->r[k].v);
+            break;
+        case K_FAIL:
+            for (int k = 0; k < in->n; k++) {
+                if (in->r[k].item % m->a == m->a - 1) {
+                    failed_seen[in->r[k].item] = 1;
+                    continue;
+                }
+                push(&m->out, in->r[k].item, in->r[k].part, in->r[k].v);
+            }
+            break;
+        case K_FILTER:
+            for (int k = 0; k < in->n; k++)
+                if (in->r[k].item % m->a != m->b)
+                    push(&m->out, in->r[k].item, in->r[k].part, in->r[k].v);
+            break;
+        case K_SPLIT:
+            for (int k = 0; k < in->n; k++)
+                for (int p = 0; p < m->a; p++)
+                    push(&m->out, in->r[k].item, p, in->r[k].v);
+            break;
+        case K_MERGE:
+            /* join on (item, part): keys present on every input */
+            for (int k = 0; k < in->n; k++) {
+                int64_t v = in->r[k].v;
+                int ok = 1;
+                for (int q = 1; q < m->npred && ok; q++) {
+                    int at = find_key(&g[m->pred[q]].out, in->r[k].item, in->r[k].part);
+                    if (at < 0)
+                        ok = 0;
+                    else
+                        v += g[m->pred[q]].out.r[at].v;
+                }
+                if (ok)
+                    push(&m->out, in->r[k].item, in->r[k].part, v);
+            }
+            break;
+        }
+    }
+}
+
+/* Build a random DAG in topological order, as a .pipe text. */
+static char *random_pipe(unsigned *seed, mnode *g, int *pn, int count)
+{
+    int n = 6 + rand_r(seed) % 15, nsrc = 1 + rand_r(seed) % 2;
+    size_t cap = 1 << 16, len = 0;
+    char *t = malloc(cap);
+
+#define EMIT(...) (len += snprintf(t + len, cap - len, __VA_ARGS__))
+    memset(g, 0, n * sizeof(*g));
+    for (int i = 0; i < n; i++) {
+        mnode *m = &g[i];
+        if (i < nsrc) {
+            m->kind = K_GEN;
+            EMIT("n%d = test.gen count=%d\n", i, count);
+            continue;
+        }
+        m->npred = 1 + (rand_r(seed) % 4 == 0) + (rand_r(seed) % 8 == 0);
+        if (m->npred > i)
+            m->npred = i;
+        for (int k = 0; k < m->npred; k++) {
+            int p, dup;
+            do {
+                p = rand_r(seed) % i;
+                dup = 0;
+                for (int q = 0; q < k; q++)
+                    dup |= m->pred[q] == p;
+            } while (dup);
+            m->pred[k] = p;
+            g[p].has_consumer = 1;
+            m->split_below |= g[p].split_below || g[p].kind == K_SPLIT;
+        }
+        if (m->npred > 1) {
+            m->kind = K_MERGE;
+            EMIT("n%d = test.merge\n", i);
+        } else {
+            int r = rand_r(seed) % 10;
+            if (r < 3) {
+                m->kind = K_NOOP;
+                EMIT("n%d = test.noop\n", i);
+            } else if (r < 4) {
+                m->kind = K_DELAY;
+                EMIT("n%d = test.delay ms=0.02\n", i);
+            } else if (r < 6) {
+                m->kind = K_FAIL;
+                m->a = 3 + rand_r(seed) % 20;
+                EMIT("n%d = test.fail every=%d\n", i, m->a);
+            } else if (r < 8 || m->split_below) {
+                m->kind = K_FILTER;
+                m->a = 2 + rand_r(seed) % 9;
+                m->b = rand_r(seed) % m->a;
+                EMIT("n%d = test.filter modulo=%d remainder=%d\n", i, m->a, m->b);
+            } else {
+                m->kind = K_SPLIT;
+                m->a = 1 + rand_r(seed) % 3;
+                EMIT("n%d = test.split n=%d\n", i, m->a);
+            }
+        }
+        for (int k = 0; k < m->npred; k++)
+            EMIT(m->kind == K_MERGE ? "n%d -> n%d.in\n" : "n%d -> n%d\n", m->pred[k], i);
+    }
+    for (int i = 0; i < n; i++)
+        if (!g[i].has_consumer)
+            EMIT("s%d = sink.jsonl path=%s/leaf%d.jsonl\nn%d -> s%d\n", i, tmpdir, i, i, i);
+#undef EMIT
+    *pn = n;
+    return t;
+}
+
+/* Compare a leaf's JSONL output with the model: same records, same order. */
+static void check_leaf(const char *pipe, int leaf, const stream *want)
+{
+    char path[512], line[4096];
+    FILE *f;
+    int k = 0;
+
+    snprintf(path, sizeof(path), "%s/leaf%d.jsonl", tmpdir, leaf);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "leaf %d wrote no file\n%s", leaf, pipe);
+    while (fgets(line, sizeof(line), f)) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        json_int_t item, part, v;
+        ck_assert_ptr_nonnull(o);
+        item = json_integer_value(json_object_get(o, "item"));
+        part = json_integer_value(json_object_get(o, "part"));
+        v = json_integer_value(json_object_get(json_object_get(o, "meta"), "v"));
+        json_decref(o);
+        ck_assert_msg(k < want->n, "leaf %d: more records than expected (%d)\n%s", leaf,
+                      want->n, pipe);
+        ck_assert_msg(item == want->r[k].item && part == want->r[k].part && v == want->r[k].v,
+                      "leaf %d record %d: got (%lld,%lld,v=%lld), want (%lld,%lld,v=%lld)\n%s",
+                      leaf, k, (long long)item, (long long)part, (long long)v,
+                      (long long)want->r[k].item, (long long)want->r[k].part,
+                      (long long)want->r[k].v, pipe);
+        k++;
+    }
+    fclose(f);
+    ck_assert_msg(k == want->n, "leaf %d: %d records, want %d\n%s", leaf, k, want->n, pipe);
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    if (!f)
+        return 0;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int run_text(dsp_context *ctx, const char *text, int threads, int queue,
+                    dsp_on_error policy, const char *errors, dsp_run_stats *st)
+{
+    dsp_pipeline *p;
+    dsp_run_opts o;
+    int err;
+
+    err = dsp_pipeline_load_string(ctx, "stress.pipe", text, NULL, &p);
+    ck_assert_msg(err == 0, "pipeline did not load: %s\n%s", dsp_context_errmsg(ctx), text);
+    dsp_run_opts_init(&o);
+    o.threads = threads;
+    o.queue_size = queue;
+    o.on_error = policy;
+    o.errors_path = errors;
+    err = dsp_pipeline_run(p, &o);
+    if (st)
+        dsp_pipeline_stats(p, st);
+    dsp_pipeline_free(&p);
+    return err;
+}
+
+START_TEST(test_random_dags)
+{
+    dsp_context *ctx = new_ctx();
+    const char *base = getenv("DSP_STRESS_SEED");
+    unsigned seed = (base ? (unsigned)atoi(base) : 12345u) + (unsigned)_i * 7919u;
+    mnode g[24];
+    int n, count = 500 + rand_r(&seed) % 2500;
+    char errors[512];
+
+    make_tmpdir();
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    char *text = random_pipe(&seed, g, &n, count);
+    model(g, n, count);
+    int threads = 1 + rand_r(&seed) % 4, queue = 1 + rand_r(&seed) % 4;
+    dsp_run_stats st;
+    int err = run_text(ctx, text, threads, queue, DSP_ON_ERROR_SKIP, errors, &st);
+    int nfailed = 0;
+    for (int i = 0; i < count; i++)
+        nfailed += failed_seen[i];
+    ck_assert_msg(err == (nfailed ? DSP_EFAILED : 0), "run returned %d (%s), %d failures "
+                  "expected (threads %d queue %d)\n%s", err, dsp_context_errmsg(ctx), nfailed,
+                  threads, queue, text);
+    ck_assert_int_eq(st.items_failed, nfailed);
+    ck_assert_int_eq(st.items_in, count);
+    ck_assert_int_eq(count_lines(errors), nfailed);
+    for (int i = 0; i < n; i++)
+        if (!g[i].has_consumer)
+            check_leaf(text, i, &g[i].out);
+    for (int i = 0; i < n; i++)
+        free(g[i].out.r);
+    free(text);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+/* The same graph gives byte-identical outputs whatever the thread count. */
+START_TEST(test_deterministic_output)
+{
+    dsp_context *ctx = new_ctx();
+    char text[2048], a[512], b[512], cmd[1100];
+
+    make_tmpdir();
+    for (int run = 0; run < 2; run++) {
+        snprintf(text, sizeof(text),
+                 "g = test.gen count=3000\nx = test.split n=3\ny = test.noop\nz = test.merge\n"
+                 "f = test.filter modulo=5 remainder=1\ns = sink.jsonl path=%s/out%d.jsonl\n"
+                 "g -> x -> y -> z.in\ng -> f -> z.in\nz -> s\n", tmpdir, run);
+        ck_assert_int_eq(run_text(ctx, text, run ? 4 : 1, run ? 1 : 64, DSP_ON_ERROR_SKIP,
+                                  "/dev/null", NULL), 0);
+    }
+    snprintf(a, sizeof(a), "%s/out0.jsonl", tmpdir);
+    snprintf(b, sizeof(b), "%s/out1.jsonl", tmpdir);
+    ck_assert_int_eq(count_lines(a), 2400);   /* split parts 1,2 find no partner */
+    snprintf(cmd, sizeof(cmd), "cmp -s %s %s", a, b);
+    ck_assert_int_eq(system(cmd), 0);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_abort_policy)
+{
+    dsp_context *ctx = new_ctx();
+    char text[1024], path[512], errors[512];
+    struct stat st;
+
+    make_tmpdir();
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    snprintf(path, sizeof(path), "%s/out.jsonl", tmpdir);
+    snprintf(text, sizeof(text), "g = test.gen count=5000\nf = test.fail items=[40]\n"
+             "s = sink.jsonl path=%s\ng -> f -> s\n", path);
+    int err = run_text(ctx, text, 2, 4, DSP_ON_ERROR_ABORT, errors, NULL);
+    ck_assert_int_lt(err, 0);
+    ck_assert_int_ne(err, DSP_EFAILED);
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "item 40"));
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "node 'f'"));
+    ck_assert_int_eq(count_lines(errors), 1);
+    /* an aborted run leaves no half-written output */
+    ck_assert_int_ne(stat(path, &st), 0);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_skip_policy_partial_output)
+{
+    dsp_context *ctx = new_ctx();
+    char text[1024], path[512], errors[512];
+
+    make_tmpdir();
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    snprintf(path, sizeof(path), "%s/out.jsonl", tmpdir);
+    snprintf(text, sizeof(text), "g = test.gen count=100\nf = test.fail items=[3, 50, 99]\n"
+             "s = sink.jsonl path=%s\ng -> f -> s\n", path);
+    ck_assert_int_eq(run_text(ctx, text, 2, 2, DSP_ON_ERROR_SKIP, errors, NULL), DSP_EFAILED);
+    ck_assert_int_eq(count_lines(path), 97);
+    ck_assert_int_eq(count_lines(errors), 3);
+    {
+        FILE *f = fopen(errors, "r");
+        char line[1024];
+        json_t *o;
+        ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+        fclose(f);
+        o = json_loads(line, 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "node")), "f");
+        ck_assert_str_eq(json_string_value(json_object_get(o, "op")), "test.fail");
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "item")), 3);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "input")), "gen:3");
+        ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(o, "error")), "3"));
+        json_decref(o);
+    }
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_init_failure)
+{
+    dsp_context *ctx = new_ctx();
+    int err = run_text(ctx, "g = test.gen count=10\nf = test.fail in_init=true\n"
+                       "s = sink.null\ng -> f -> s\n", 2, 4, DSP_ON_ERROR_SKIP, "/dev/null",
+                       NULL);
+    ck_assert_int_lt(err, 0);
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "stress.pipe:2"));
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "'f'"));
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+typedef struct intr_arg {
+    dsp_pipeline *p;
+    int ms;
+} intr_arg;
+
+static void *interrupt_later(void *arg)
+{
+    intr_arg *a = arg;
+    struct timespec ts = { a->ms / 1000, (a->ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+    dsp_pipeline_interrupt(a->p);
+    return NULL;
+}
+
+START_TEST(test_interrupt_drains_and_commits)
+{
+    dsp_context *ctx = new_ctx();
+    char text[1024], path[512];
+    dsp_pipeline *p;
+    dsp_run_opts o;
+    pthread_t th;
+    intr_arg a;
+    int lines, err;
+
+    make_tmpdir();
+    snprintf(path, sizeof(path), "%s/out.jsonl", tmpdir);
+    snprintf(text, sizeof(text), "g = test.gen count=100000\nd = test.delay ms=1\n"
+             "s = sink.jsonl path=%s\ng -> d -> s\n", path);
+    ck_assert_int_eq(dsp_pipeline_load_string(ctx, "intr.pipe", text, NULL, &p), 0);
+    dsp_run_opts_init(&o);
+    o.threads = 2;
+    a.p = p;
+    a.ms = 300;
+    pthread_create(&th, NULL, interrupt_later, &a);
+    time_t t0 = time(NULL);
+    err = dsp_pipeline_run(p, &o);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(err, DSP_EINTR);
+    ck_assert_int_lt(time(NULL) - t0, 20);
+    /* the sink closed cleanly: a committed file of whole records, in order */
+    lines = count_lines(path);
+    ck_assert_int_gt(lines, 10);
+    ck_assert_int_lt(lines, 100000);
+    dsp_pipeline_free(&p);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+/* 200,000 packets of 4 KiB through a slow sink: with bounded queues the
+ * process never holds more than a few of them. */
+START_TEST(test_backpressure_bounds_memory)
+{
+    dsp_context *ctx = new_ctx();
+    struct rusage ru0, ru1;
+    int err;
+
+    getrusage(RUSAGE_SELF, &ru0);
+    err = run_text(ctx, "g = test.gen count=200000 size=1024\na = test.noop\n"
+                   "d = test.delay ms=0.001\ns = sink.null\ng -> a -> d -> s\n",
+                   2, 4, DSP_ON_ERROR_SKIP, "/dev/null", NULL);
+    getrusage(RUSAGE_SELF, &ru1);
+    ck_assert_int_eq(err, 0);
+    /* unbounded, this would be ~800 MB */
+    ck_assert_int_lt(ru1.ru_maxrss - ru0.ru_maxrss, 100 * 1024);
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+Suite *sched_suite(void)
+{
+    Suite *s = suite_create("scheduler");
+    TCase *tc = tcase_create("stress");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_random_dags, 0, getenv("DSP_STRESS_GRAPHS") ? atoi(getenv("DSP_STRESS_GRAPHS")) : 40);
+    tcase_add_test(tc, test_deterministic_output);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("policy");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_abort_policy);
+    tcase_add_test(tc, test_skip_policy_partial_output);
+    tcase_add_test(tc, test_init_failure);
+    tcase_add_test(tc, test_interrupt_drains_and_commits);
+    tcase_add_test(tc, test_backpressure_bounds_memory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(sched_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
