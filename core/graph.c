@@ -137,6 +137,32 @@ static int find_param(const dsp_op_def *op, const char *name)
     return -1;
 }
 
+/* Parameters the core adds to every BATCHABLE operator: the scheduler, not
+ * the operator, forms the batches. */
+typedef struct batch_params {
+    int64_t batch;
+    int64_t timeout_ms;
+} batch_params;
+
+static const dsp_param_def batch_defs[] = {
+    { .name = "batch", .type = DSP_PARAM_INT, .offset = offsetof(batch_params, batch),
+      .def = "0", .min = 0, .max = 1 << 20,
+      .doc = "most packets per call (0: the operator's maximum)" },
+    { .name = "batch_timeout_ms", .type = DSP_PARAM_INT,
+      .offset = offsetof(batch_params, timeout_ms), .def = "0", .min = 0, .max = 600000,
+      .doc = "how long a partial batch waits for more packets (0: run at once)" },
+};
+
+static int find_batch_param(const dsp_op_def *op, const char *name)
+{
+    if (!(op->flags & DSP_OP_BATCHABLE))
+        return -1;
+    for (int k = 0; k < (int)DSPI_ARRAY_LEN(batch_defs); k++)
+        if (strcmp(batch_defs[k].name, name) == 0)
+            return k;
+    return -1;
+}
+
 static char *param_hint(const dsp_op_def *op, const char *name)
 {
     const char *names[256];
@@ -160,7 +186,7 @@ static char *param_hint(const dsp_op_def *op, const char *name)
 }
 
 static void store_param(builder *bd, dspi_gnode *gn, dspi_pparam *p,
-                        const dsp_param_def *def)
+                        const dsp_param_def *def, void *dst)
 {
     const char **texts;
     char *err = NULL, *hint = NULL;
@@ -183,7 +209,7 @@ static void store_param(builder *bd, dspi_gnode *gn, dspi_pparam *p,
     }
     for (int k = 0; k < p->val.n; k++)
         texts[k] = p->val.items[k].text;
-    if (dspi_param_store(def, gn->priv, texts, p->val.n, bd->g->dir, &err,
+    if (dspi_param_store(def, dst, texts, p->val.n, bd->g->dir, &err,
                          &hint) < 0) {
         dspi_diag_add(bd->pf, p->val.at, hint, "bad value for parameter '%s' "
                       "of node '%s' (%s): %s", p->key, gn->name, gn->op->name,
@@ -251,7 +277,18 @@ static void build_node(builder *bd, int k)
         int d;
         if (!pp->key)
             continue;
-        if ((d = find_param(op, pp->key)) < 0) {
+        if ((d = find_param(op, pp->key)) < 0 && (d = find_batch_param(op, pp->key)) >= 0) {
+            batch_params bp = { gn->batch, gn->batch_timeout_ms };
+            store_param(bd, gn, pp, &batch_defs[d], &bp);
+            if (bp.batch > op->max_batch)
+                dspi_diag_add(pf, pp->val.at, dspi_fmt("allowed: 1 to %d", op->max_batch),
+                              "batch=%lld is more than %s takes at once", (long long)bp.batch,
+                              op->name);
+            gn->batch = (int)bp.batch;
+            gn->batch_timeout_ms = (int)bp.timeout_ms;
+            continue;
+        }
+        if (d < 0) {
             dspi_diag_add(pf, pp->at, param_hint(op, pp->key), "operator '%s' "
                           "has no parameter '%s'", op->name, pp->key);
             continue;
@@ -265,7 +302,7 @@ static void build_node(builder *bd, int k)
             continue;
         }
         first[d] = p;
-        store_param(bd, gn, pp, &op->params[d]);
+        store_param(bd, gn, pp, &op->params[d], gn->priv);
     }
     {
         unsigned char given[n_defs ? n_defs : 1];

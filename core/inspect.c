@@ -89,6 +89,13 @@ int dspi_write_inspect(const dsp_context *ctx, const dsp_op_def *op, FILE *out)
     write_ports(&b, "Inputs", op->inputs);
     write_ports(&b, "Outputs", op->outputs);
     write_params(&b, op);
+    if (op->flags & DSP_OP_BATCHABLE)
+        dspi_str_printf(&b, "\nBatching (added by the core to every batchable operator):\n"
+                        "  batch              int in [1, %d], default %d\n"
+                        "      most packets per call\n"
+                        "  batch_timeout_ms   int in [0, 600000], default 0\n"
+                        "      how long a partial batch waits for more packets "
+                        "(0: run with what is queued)\n", op->max_batch, op->max_batch);
     if (b.oom)
         ret = DSP_ENOMEM;
     else if (fwrite(b.s, 1, b.len, out) != b.len)

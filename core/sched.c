@@ -43,33 +43,59 @@ typedef struct failure {
 
 /* ---- queues ------------------------------------------------------------- */
 
-static int queue_push(dspi_sched *s, dspi_queue *q, dsp_packet *p)
+static int queue_reserve(dspi_queue *q)
 {
-    if (q->count == q->cap) {
-        int cap = q->cap ? 2 * q->cap : 8;
-        dsp_packet **ring = malloc(cap * sizeof(*ring));
-        int64_t *t = q->t_enq ? malloc(cap * sizeof(*t)) : NULL;
-        if (!ring || (q->t_enq && !t)) {
-            free(ring);
-            free(t);
-            return DSP_ENOMEM;
-        }
-        for (int i = 0; i < q->count; i++) {
-            ring[i] = q->ring[(q->head + i) % q->cap];
-            if (t)
-                t[i] = q->t_enq[(q->head + i) % q->cap];
-        }
-        free(q->ring);
-        free(q->t_enq);
-        q->ring = ring;
-        q->t_enq = t;
-        q->cap = cap;
-        q->head = 0;
+    int cap;
+    dsp_packet **ring;
+    int64_t *t = NULL;
+
+    if (q->count < q->cap)
+        return 0;
+    cap = q->cap ? 2 * q->cap : 8;
+    ring = malloc(cap * sizeof(*ring));
+    if (q->t_enq)
+        t = malloc(cap * sizeof(*t));
+    if (!ring || (q->t_enq && !t)) {
+        free(ring);
+        free(t);
+        return DSP_ENOMEM;
     }
-    int tail = (q->head + q->count) % q->cap;
+    for (int i = 0; i < q->count; i++) {
+        ring[i] = q->ring[(q->head + i) % q->cap];
+        if (t)
+            t[i] = q->t_enq[(q->head + i) % q->cap];
+    }
+    free(q->ring);
+    free(q->t_enq);
+    q->ring = ring;
+    q->t_enq = t;
+    q->cap = cap;
+    q->head = 0;
+    return 0;
+}
+
+static int queue_push(dspi_queue *q, dsp_packet *p)
+{
+    int tail;
+    if (queue_reserve(q) < 0)
+        return DSP_ENOMEM;
+    tail = (q->head + q->count) % q->cap;
     q->ring[tail] = p;
     if (q->t_enq)
         q->t_enq[tail] = dspi_now_ns();
+    q->count++;
+    return 0;
+}
+
+/* Give back a packet taken but not processed (the end of a cut burst). */
+static int queue_push_front(dspi_queue *q, dsp_packet *p)
+{
+    if (queue_reserve(q) < 0)
+        return DSP_ENOMEM;
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->ring[q->head] = p;
+    if (q->t_enq)
+        q->t_enq[q->head] = dspi_now_ns();
     q->count++;
     return 0;
 }
@@ -514,6 +540,9 @@ static void record_failure(dspi_sched *s, dsp_node *n, const failure *f)
  * burst of up to BURST calls back to back, limited by the room left in its
  * output queues so the queues stay bounded. */
 #define BURST 32
+/* ... and cut short once it has run this long: a slow operator's outputs
+ * must flow on while it works, not all at the end of its burst */
+#define BURST_BUDGET_NS 50000
 
 typedef struct job {
     dsp_node *n;
@@ -593,11 +622,8 @@ static int take_job(dspi_sched *s, dsp_node *n, job *j)
     }
     n->running_item = DSPI_ITEM_MAX;
     for (int i = 0; i < j->n_pkts; i++)
-        if (j->in[i]) {
-            int64_t item = dsp_packet_item(j->in[i]);
-            n->last_consumed = DSPI_MAX(n->last_consumed, item);
-            n->running_item = DSPI_MIN(n->running_item, item);
-        }
+        if (j->in[i])
+            n->running_item = DSPI_MIN(n->running_item, dsp_packet_item(j->in[i]));
     if (n->running_item == DSPI_ITEM_MAX)
         n->running_item = DSPI_MAX(n->last_consumed, 0);
     n->st.ns_queue_wait += waited;
@@ -637,12 +663,14 @@ static void note_failure(job *j, int err, dsp_packet *const *in, int n_in)
 static void run_job(dspi_sched *s, job *j)
 {
     dsp_node *n = j->n;
-    int64_t t0 = s->profile ? dspi_now_ns() : 0;
+    int64_t t0 = dspi_now_ns();
     int err = 0;
 
     switch (j->act) {
     case ACT_SOURCE:
         for (j->ran = 0; j->ran < j->calls && !s->aborting && !s->stopping;) {
+            if (j->ran && dspi_now_ns() - t0 > BURST_BUDGET_NS)
+                break;
             err = dspi_node_call_process(n, NULL);
             j->ran++;
             if (err == DSP_EOF) {
@@ -661,6 +689,8 @@ static void run_job(dspi_sched *s, job *j)
     case ACT_PROCESS:
         for (j->ran = 0; j->ran < j->calls && !s->aborting; j->ran++) {
             dsp_packet **in = &j->in[j->ran * n->n_in];
+            if (j->ran && dspi_now_ns() - t0 > BURST_BUDGET_NS)
+                break;
             if ((err = dspi_node_call_process(n, in)) < 0)
                 note_failure(j, err, in, n->n_in);
         }
@@ -694,6 +724,22 @@ static void complete_job(dspi_sched *s, job *j)
     dsp_node *n = j->n;
     int finished = 0;
 
+    if (j->act == ACT_PROCESS) {
+        /* a cut burst: what was not processed goes back, in order */
+        for (int c = j->calls - 1; c >= j->ran; c--)
+            for (int i = n->n_in - 1; i >= 0; i--) {
+                dsp_packet **pp = &j->in[c * n->n_in + i];
+                if (*pp && queue_push_front(n->in[i], *pp) < 0) {
+                    dsp_log(DSP_LOG_ERROR, n->label, "out of memory: a packet was lost");
+                    dsp_packet_unref(pp);
+                }
+                *pp = NULL;
+            }
+        j->n_pkts = j->ran * n->n_in;
+    }
+    for (int i = 0; i < j->n_pkts; i++)
+        if (j->in[i])
+            n->last_consumed = DSPI_MAX(n->last_consumed, dsp_packet_item(j->in[i]));
     if (j->act == ACT_PROCESS || j->act == ACT_SOURCE)
         n->st.calls += j->ran;
     else if (j->act == ACT_BATCH)
@@ -730,7 +776,7 @@ static void complete_job(dspi_sched *s, job *j)
                 dspi_queue *q = n->out[e->port][k];
                 if (q->dst->state == DSPI_FINISHED)
                     continue;
-                if (queue_push(s, q, dsp_packet_ref(e->pkt)) < 0) {
+                if (queue_push(q, dsp_packet_ref(e->pkt)) < 0) {
                     dsp_packet_unref(&e->pkt);
                     e->pkt = NULL;
                     break;

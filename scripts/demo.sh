@@ -8,13 +8,13 @@
 # which .gitignore lists, and build/demo/.
 #
 # Environment: JOBS (default: nproc), COUNT and SIZE (sample data: number of
-# files, elements per file; default 12 and 100000).
+# files, elements per file; default 8 and 100000).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/build/demo             # build/ is in .gitignore
 JOBS=${JOBS:-$(nproc)}
-COUNT=${COUNT:-12}
+COUNT=${COUNT:-8}
 SIZE=${SIZE:-100000}
 STEP="starting"
 
@@ -38,10 +38,10 @@ cd "$BUILD/dspipe"
 sed -n '/configured$/,/ASan/p' configure.out    # the summary of what was found
 
 say "building (make -j$JOBS)"
-make -j"$JOBS" >/dev/null
+make -j"$JOBS" >build.log 2>&1 || { tail -n 40 build.log; false; }
 
 say "installing to /usr/local (make install, ldconfig)"
-"${SUDO[@]}" make install >/dev/null
+"${SUDO[@]}" make install >install.log 2>&1 || { cat install.log; false; }
 "${SUDO[@]}" ldconfig
 echo "installed: $(command -v dspipe) - $(dspipe --version)"
 

@@ -89,7 +89,8 @@ step "example plugin against a staged install (make install DESTDIR)"
 STAGE=$B/stage
 PREFIX=$(sed -n 's/^prefix=//p' "$B/default/dspipe.pc")
 rm -rf "$STAGE" "$B/example"
-make -C "$B/default" install DESTDIR="$STAGE" >/dev/null
+make -C "$B/default" install DESTDIR="$STAGE" >"$B/stage-install.log" 2>&1 ||
+    { cat "$B/stage-install.log" >&2; false; }
 mkdir -p "$B/example"
 cp examples/custom_op/stats_op.c "$B/example/"
 (

@@ -474,6 +474,129 @@ START_TEST(test_backpressure_bounds_memory)
 }
 END_TEST
 
+/* A batchable operator defined here: tags each packet with its batch size. */
+static int tb_process_batch(dsp_node *node, dsp_packet **in, int n)
+{
+    for (int i = 0; i < n; i++) {
+        dsp_packet *p;
+        int err = dsp_packet_derive(in[i], &p);
+        if (err < 0)
+            return err;
+        dsp_meta_set_int(dsp_packet_meta(p), "batch_n", n);
+        if ((err = dsp_node_emit(node, 0, p)) < 0)
+            return err;
+    }
+    return 0;
+}
+
+static int tb_process(dsp_node *node, dsp_packet **in)
+{
+    return tb_process_batch(node, in, 1);
+}
+
+static const dsp_port_def tb_in[] = { { "in", "any", "packets" }, { NULL } };
+static const dsp_port_def tb_out[] = { { "out", "any", "packets tagged batch_n" }, { NULL } };
+static const dsp_op_def tb_op = {
+    .struct_size = sizeof(dsp_op_def), .name = "tb.batch", .doc = "tag batch sizes",
+    .inputs = tb_in, .outputs = tb_out, .flags = DSP_OP_BATCHABLE, .max_batch = 8,
+    .process = tb_process, .process_batch = tb_process_batch,
+};
+static const dsp_op_def *const tb_ops[] = { &tb_op, NULL };
+static const dsp_plugin_desc tb_desc = {
+    DSP_PLUGIN_ABI_VERSION, sizeof(dsp_plugin_desc), "tb", "1", "MIT", "batch test", tb_ops,
+    { 0 }
+};
+
+/* Reads batch_n of every record of a JSONL file; returns the count. */
+static int read_batches(const char *path, int *sizes, int max)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) && n < max) {
+        json_t *o = json_loads(line, 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "item")), n);
+        sizes[n++] = (int)json_integer_value(json_object_get(json_object_get(o, "meta"),
+                                                             "batch_n"));
+        json_decref(o);
+    }
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_batches_full_until_end)
+{
+    dsp_context *ctx = new_ctx();
+    char text[1024], path[512];
+    static int sizes[2000];
+
+    ck_assert_int_eq(dsp_context_register(ctx, &tb_desc, "test_sched.c"), 0);
+    make_tmpdir();
+    snprintf(path, sizeof(path), "%s/b.jsonl", tmpdir);
+    /* a long timeout: every batch is full but the last, flushed at the end */
+    snprintf(text, sizeof(text), "g = test.gen count=1002\nb = tb.batch batch=4 "
+             "batch_timeout_ms=600000\ns = sink.jsonl path=%s\ng -> b -> s\n", path);
+    ck_assert_int_eq(run_text(ctx, text, 2, 2, DSP_ON_ERROR_SKIP, "/dev/null", NULL), 0);
+    ck_assert_int_eq(read_batches(path, sizes, 2000), 1002);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(sizes[i], 4);
+    ck_assert_int_eq(sizes[1000], 2);
+    ck_assert_int_eq(sizes[1001], 2);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_batches_timeout)
+{
+    dsp_context *ctx = new_ctx();
+    char text[1024], path[512];
+    static int sizes[2000];
+    int n, partial = 0;
+
+    ck_assert_int_eq(dsp_context_register(ctx, &tb_desc, "test_sched.c"), 0);
+    make_tmpdir();
+    snprintf(path, sizeof(path), "%s/b.jsonl", tmpdir);
+    /* packets every 5 ms, batches of up to 8 waiting at most 1 ms: they run
+     * partial, on the timeout, rather than waiting for 8 */
+    snprintf(text, sizeof(text), "g = test.gen count=40\nd = test.delay ms=5\n"
+             "b = tb.batch batch=8 batch_timeout_ms=1\ns = sink.jsonl path=%s\n"
+             "g -> d -> b -> s\n", path);
+    ck_assert_int_eq(run_text(ctx, text, 2, 16, DSP_ON_ERROR_SKIP, "/dev/null", NULL), 0);
+    n = read_batches(path, sizes, 2000);
+    ck_assert_int_eq(n, 40);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_le(sizes[i], 8);
+        partial += sizes[i] < 8;
+    }
+    ck_assert_int_gt(partial, 30);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_batch_param_validation)
+{
+    dsp_context *ctx = new_ctx();
+    dsp_pipeline *p = NULL;
+
+    ck_assert_int_eq(dsp_context_register(ctx, &tb_desc, "test_sched.c"), 0);
+    ck_assert_int_eq(dsp_pipeline_load_string(ctx, "b.pipe", "g = test.gen\n"
+                     "b = tb.batch batch=9\ns = sink.null\ng -> b -> s\n", NULL, &p),
+                     DSP_ESYNTAX);
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "b.pipe:2:"));
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "allowed: 1 to 8"));
+    /* not batchable: no batch parameter */
+    ck_assert_int_eq(dsp_pipeline_load_string(ctx, "c.pipe", "g = test.gen\n"
+                     "b = test.noop batch=2\ns = sink.null\ng -> b -> s\n", NULL, &p),
+                     DSP_ESYNTAX);
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "no parameter 'batch'"));
+    dsp_context_free(&ctx);
+}
+END_TEST
+
 Suite *sched_suite(void)
 {
     Suite *s = suite_create("scheduler");
@@ -489,6 +612,12 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_init_failure);
     tcase_add_test(tc, test_interrupt_drains_and_commits);
     tcase_add_test(tc, test_backpressure_bounds_memory);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("batching");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_batches_full_until_end);
+    tcase_add_test(tc, test_batches_timeout);
+    tcase_add_test(tc, test_batch_param_validation);
     suite_add_tcase(s, tc);
     return s;
 }
