@@ -87,8 +87,8 @@ static const dspi_backend *cuda_backend(dsp_context *ctx)
 
 void dspi_device_close(dsp_context *ctx)
 {
-    if (ctx->cuda_handle)
-        dlclose(ctx->cuda_handle);
+    /* The module stays loaded: the CUDA runtime registers exit handlers and
+     * keeps global state, and unloading it under them crashes at exit. */
     ctx->cuda_handle = NULL;
     ctx->cuda = NULL;
     free(ctx->cuda_error);

@@ -181,4 +181,17 @@ int dspi_buffer_new_device(dsp_device dev, void *ptr, size_t size,
  * (dsp_packet_is_writable is 0, set/remove_tensor give DSP_ESTATE). */
 void dspi_packet_freeze(dsp_packet *p);
 
+/* ---- atomic output files (outfile.c) ---------------------------------- */
+
+/* dsp_outfile_open/commit without a node: on failure *errmsg is a
+ * malloc'd message naming the path (NULL for DSP_ENOMEM). */
+int dspi_outfile_open(const char *path, dsp_outfile **out, char **errmsg);
+int dspi_outfile_commit(dsp_outfile **f, char **errmsg);
+
+/* ---- tensor files (tensorio_npy.c, shared with tensorio_safetensors.c) -- */
+
+int dspi_tio_error(char **errmsg, int code, const char *fmt, ...) DSP_PRINTF(3, 4);
+int dspi_tio_write_data(FILE *fp, const dsp_tensor *t);
+void dspi_tio_byteswap(void *data, size_t elsize, size_t count);
+
 #endif /* DSPIPE_INTERNAL_H */

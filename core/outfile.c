@@ -2,14 +2,15 @@
 #include "config.h"
 
 #include <errno.h>
-#include <libgen.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "scheduler.h"
 
 struct dsp_outfile {
     FILE *fp;
@@ -39,37 +40,63 @@ static int make_parent_dirs(const char *path)
     return err;
 }
 
-int dsp_outfile_open(dsp_node *node, const char *path, dsp_outfile **out)
+/* Like mkstemp, but created 0666 so the process umask applies (mkstemp
+ * makes 0600, and changing the umask to restore it would race with other
+ * threads creating files). tmpl ends in XXXXXX. */
+static int open_unique(char *tmpl)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static atomic_uint counter;
+    size_t n = strlen(tmpl);
+    char *x = tmpl + n - 6;
+
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t v = (uint64_t)getpid() * 2654435761u ^ (uint64_t)dspi_now_ns() ^
+                     ((uint64_t)atomic_fetch_add(&counter, 1) << 32);
+        int fd;
+        for (int i = 0; i < 6; i++, v /= 62)
+            x[i] = chars[v % 62];
+        fd = open(tmpl, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+static char *errstr(const char *fmt, const char *path, const char *what, int e)
+{
+    dspi_str b = { 0 };
+    dspi_str_printf(&b, fmt, path, what, strerror(e));
+    return dspi_str_take(&b);
+}
+
+int dspi_outfile_open(const char *path, dsp_outfile **out, char **errmsg)
 {
     dsp_outfile *f;
     dspi_str tmp = { 0 };
-    char *dir_copy, *base_copy;
-    mode_t mask;
+    const char *slash;
     int fd, e;
 
     *out = NULL;
-    if (!path || !*path)
-        return dsp_node_fail(node, DSP_EINVAL, "empty output path");
-    if ((e = make_parent_dirs(path)))
-        return dsp_node_fail(node, DSP_EIO, "%s: cannot create its directory: %s", path,
-                             strerror(e));
-    if (!(f = calloc(1, sizeof(*f))) || !(f->path = strdup(path)) ||
-        !(dir_copy = strdup(path))) {
-        if (f)
-            free(f->path);
+    *errmsg = NULL;
+    if (!path || !*path) {
+        *errmsg = strdup("empty output path");
+        return DSP_EINVAL;
+    }
+    if ((e = make_parent_dirs(path))) {
+        *errmsg = errstr("%s: cannot create its %s: %s", path, "directory", e);
+        return DSP_EIO;
+    }
+    if (!(f = calloc(1, sizeof(*f))) || !(f->path = strdup(path))) {
         free(f);
         return DSP_ENOMEM;
     }
-    if (!(base_copy = strdup(path))) {
-        free(dir_copy);
-        free(f->path);
-        free(f);
-        return DSP_ENOMEM;
-    }
-    /* hidden, in the same directory: rename() stays atomic (same filesystem) */
-    dspi_str_printf(&tmp, "%s/.%s.tmp-XXXXXX", dirname(dir_copy), basename(base_copy));
-    free(dir_copy);
-    free(base_copy);
+    /* hidden, in the same directory: rename() stays atomic (same
+     * filesystem) and a directory listing never picks up a partial file */
+    slash = strrchr(path, '/');
+    dspi_str_printf(&tmp, "%.*s.%s.tmp-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,
+                    slash ? slash + 1 : path);
     if (tmp.oom) {
         dspi_str_free(&tmp);
         free(f->path);
@@ -77,29 +104,30 @@ int dsp_outfile_open(dsp_node *node, const char *path, dsp_outfile **out)
         return DSP_ENOMEM;
     }
     f->tmp = dspi_str_take(&tmp);
-    if ((fd = mkstemp(f->tmp)) < 0) {
+    if ((fd = open_unique(f->tmp)) < 0 || !(f->fp = fdopen(fd, "wb"))) {
         e = errno;
-        dsp_node_fail(node, DSP_EIO, "%s: cannot create a file there: %s", path, strerror(e));
+        if (fd >= 0) {
+            close(fd);
+            unlink(f->tmp);
+        }
+        *errmsg = errstr("%s: cannot create a %s beside it: %s", path, "temporary file", e);
         free(f->tmp);
         free(f->path);
         free(f);
         return DSP_EIO;
     }
-    /* mkstemp makes 0600; outputs get the usual permissions */
-    mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) < 0)
-        dsp_node_log(node, DSP_LOG_VERBOSE, "%s: fchmod: %s", f->tmp, strerror(errno));
-    if (!(f->fp = fdopen(fd, "wb"))) {
-        close(fd);
-        unlink(f->tmp);
-        free(f->tmp);
-        free(f->path);
-        free(f);
-        return DSP_ENOMEM;
-    }
     *out = f;
     return 0;
+}
+
+int dsp_outfile_open(dsp_node *node, const char *path, dsp_outfile **out)
+{
+    char *msg = NULL;
+    int err = dspi_outfile_open(path, out, &msg);
+    if (err < 0)
+        dsp_node_fail(node, err, "%s", msg ? msg : dsp_strerror(err));
+    free(msg);
+    return err;
 }
 
 void *dsp_outfile_stream(dsp_outfile *f)
@@ -121,14 +149,16 @@ static void outfile_free(dsp_outfile **pf)
     *pf = NULL;
 }
 
-int dsp_outfile_commit(dsp_node *node, dsp_outfile **pf)
+int dspi_outfile_commit(dsp_outfile **pf, char **errmsg)
 {
     dsp_outfile *f = pf ? *pf : NULL;
     int e = 0;
     const char *what = "write";
 
+    *errmsg = NULL;
     if (!f)
         return DSP_EINVAL;
+    errno = 0;
     if (fflush(f->fp) != 0 || ferror(f->fp))
         e = errno ? errno : EIO;
     else if (fsync(fileno(f->fp)) < 0 && errno != EINVAL)
@@ -140,13 +170,22 @@ int dsp_outfile_commit(dsp_node *node, dsp_outfile **pf)
         e = errno, what = "rename";
     if (e) {
         unlink(f->tmp);
-        dsp_node_fail(node, DSP_EIO, "%s: %s failed: %s (nothing was written)", f->path,
-                      what, strerror(e));
+        *errmsg = errstr("%s: %s failed: %s (nothing was written)", f->path, what, e);
         outfile_free(pf);
         return DSP_EIO;
     }
     outfile_free(pf);
     return 0;
+}
+
+int dsp_outfile_commit(dsp_node *node, dsp_outfile **pf)
+{
+    char *msg = NULL;
+    int err = dspi_outfile_commit(pf, &msg);
+    if (err < 0)
+        dsp_node_fail(node, err, "%s", msg ? msg : dsp_strerror(err));
+    free(msg);
+    return err;
 }
 
 void dsp_outfile_discard(dsp_outfile **pf)

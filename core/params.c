@@ -497,6 +497,9 @@ static int store_default(const dsp_param_def *def, void *priv, char **err,
     int n = 0, ret;
 
     *err = *hint = NULL;
+    /* a PATH defaulting to "" is optional: unset, stored as NULL */
+    if (def->type == DSP_PARAM_PATH && !def->def[0])
+        return 0;
     if ((ret = split_default(def, &items, &n)) < 0)
         return ret;
     ret = store(def, priv, (const char *const *)items, n, 0, err, hint);

@@ -1,4 +1,4 @@
-/* tensorio_npy.c - NumPy .npy reader/writer, plus the atomic-file and strided-write helpers tensorio shares. */
+/* tensorio_npy.c - NumPy .npy reader/writer, plus the strided-write helpers tensorio shares. */
 #include "internal.h"
 #include "dspipe/tensorio.h"
 
@@ -17,16 +17,6 @@
 #define HOST_BIG_ENDIAN 0
 #endif
 
-/* Helpers shared with tensorio_safetensors.c (the two files are one module;
- * the prototypes live in both so neither needs a header of its own). */
-int dspi_tio_error(char **errmsg, int code, const char *fmt, ...) DSP_PRINTF(3, 4);
-FILE *dspi_tio_tmp_open(const char *path, char **tmp_path, char **errmsg,
-                        int *err);
-int dspi_tio_tmp_commit(FILE *fp, char *tmp_path, const char *path,
-                        char **errmsg);
-void dspi_tio_tmp_discard(FILE *fp, char *tmp_path);
-int dspi_tio_write_data(FILE *fp, const dsp_tensor *t);
-void dspi_tio_byteswap(void *data, size_t elsize, size_t count);
 
 /* ---------------------------------------------------------------------------
  * Shared helpers
@@ -49,82 +39,6 @@ int dspi_tio_error(char **errmsg, int code, const char *fmt, ...)
     free(*errmsg);
     *errmsg = s;
     return code;
-}
-
-/* A temporary file in the target's directory, so the final rename() stays
- * on one filesystem and is atomic. Created with O_EXCL and mode 0666 so
- * the umask applies as for any output file (mkstemp would force 0600). */
-FILE *dspi_tio_tmp_open(const char *path, char **tmp_path, char **errmsg,
-                        int *err)
-{
-    static atomic_uint counter;
-    *tmp_path = NULL;
-    size_t cap = strlen(path) + 64;
-    char *tmp = malloc(cap);
-    if (!tmp) {
-        *err = dspi_tio_error(errmsg, DSP_ENOMEM, "%s: out of memory", path);
-        return NULL;
-    }
-    /* hidden (".name.tmp-..."), like dsp_outfile's, so a concurrent
-     * directory listing never picks up a half-written file */
-    const char *slash = strrchr(path, '/');
-    int dirlen = slash ? (int)(slash - path + 1) : 0;
-    int fd = -1;
-    for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        snprintf(tmp, cap, "%.*s.%s.tmp-%ld-%u", dirlen, path, path + dirlen,
-                 (long)getpid(), atomic_fetch_add(&counter, 1));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        *err = dspi_tio_error(errmsg, DSP_EIO,
-                              "%s: cannot create a temporary file beside it: %s "
-                              "(does the directory exist and is it writable?)",
-                              path, strerror(errno));
-        free(tmp);
-        return NULL;
-    }
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        *err = dspi_tio_error(errmsg, DSP_EIO, "%s: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return NULL;
-    }
-    *tmp_path = tmp;
-    return fp;
-}
-
-int dspi_tio_tmp_commit(FILE *fp, char *tmp_path, const char *path,
-                        char **errmsg)
-{
-    int err = 0;
-    if (ferror(fp) || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-        err = dspi_tio_error(errmsg, DSP_EIO, "%s: write failed: %s", path,
-                             strerror(errno ? errno : EIO));
-    }
-    if (fclose(fp) != 0 && !err)
-        err = dspi_tio_error(errmsg, DSP_EIO, "%s: write failed: %s", path,
-                             strerror(errno));
-    if (!err && rename(tmp_path, path) != 0)
-        err = dspi_tio_error(errmsg, DSP_EIO, "%s: cannot rename %s into place: %s",
-                             path, tmp_path, strerror(errno));
-    if (err)
-        unlink(tmp_path);
-    free(tmp_path);
-    return err;
-}
-
-void dspi_tio_tmp_discard(FILE *fp, char *tmp_path)
-{
-    if (fp)
-        fclose(fp);
-    if (tmp_path) {
-        unlink(tmp_path);
-        free(tmp_path);
-    }
 }
 
 void dspi_tio_byteswap(void *data, size_t elsize, size_t count)
@@ -596,11 +510,15 @@ int dsp_npy_write(const char *path, const dsp_tensor *t, char **errmsg)
                               (unsigned char)(hlen & 0xff),
                               (unsigned char)(hlen >> 8) };
 
-    int err = 0;
-    char *tmp = NULL;
-    FILE *fp = dspi_tio_tmp_open(path, &tmp, errmsg, &err);
-    if (!fp)
+    dsp_outfile *of;
+    char *msg = NULL;
+    int err = dspi_outfile_open(path, &of, &msg);
+    if (err < 0) {
+        dspi_tio_error(errmsg, err, "%s", msg ? msg : dsp_strerror(err));
+        free(msg);
         return err;
+    }
+    FILE *fp = dsp_outfile_stream(of);
     fwrite(pre, 1, sizeof pre, fp);
     fwrite(dict, 1, (size_t)len, fp);
     for (size_t i = 10 + (size_t)len; i < padded - 1; i++)
@@ -609,8 +527,11 @@ int dsp_npy_write(const char *path, const dsp_tensor *t, char **errmsg)
     if (dspi_tio_write_data(fp, t) < 0 || ferror(fp)) {
         err = dspi_tio_error(errmsg, DSP_EIO, "%s: write failed: %s", path,
                              strerror(errno ? errno : EIO));
-        dspi_tio_tmp_discard(fp, tmp);
+        dsp_outfile_discard(&of);
         return err;
     }
-    return dspi_tio_tmp_commit(fp, tmp, path, errmsg);
+    if ((err = dspi_outfile_commit(&of, &msg)) < 0)
+        dspi_tio_error(errmsg, err, "%s", msg ? msg : dsp_strerror(err));
+    free(msg);
+    return err;
 }

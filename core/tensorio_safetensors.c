@@ -9,13 +9,6 @@
 #include <jansson.h>
 
 /* Defined in tensorio_npy.c. */
-int dspi_tio_error(char **errmsg, int code, const char *fmt, ...) DSP_PRINTF(3, 4);
-FILE *dspi_tio_tmp_open(const char *path, char **tmp_path, char **errmsg,
-                        int *err);
-int dspi_tio_tmp_commit(FILE *fp, char *tmp_path, const char *path,
-                        char **errmsg);
-void dspi_tio_tmp_discard(FILE *fp, char *tmp_path);
-int dspi_tio_write_data(FILE *fp, const dsp_tensor *t);
 
 /* The reference implementation refuses headers above 100 MB; a length
  * beyond that is corruption, not a big model. */
@@ -591,10 +584,14 @@ int dsp_safetensors_write(const char *path, const char *const *names,
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
 
-    char *tmp = NULL;
-    FILE *fp = dspi_tio_tmp_open(path, &tmp, errmsg, &err);
-    if (!fp)
+    dsp_outfile *of;
+    char *msg = NULL;
+    if ((err = dspi_outfile_open(path, &of, &msg)) < 0) {
+        dspi_tio_error(errmsg, err, "%s", msg ? msg : dsp_strerror(err));
+        free(msg);
         goto out;
+    }
+    FILE *fp = dsp_outfile_stream(of);
     fwrite(len8, 1, 8, fp);
     fwrite(text, 1, hlen, fp);
     for (size_t i = hlen; i < padded; i++)
@@ -605,10 +602,12 @@ int dsp_safetensors_write(const char *path, const char *const *names,
     if (ferror(fp)) {
         err = dspi_tio_error(errmsg, DSP_EIO, "%s: write failed: %s", path,
                              strerror(errno ? errno : EIO));
-        dspi_tio_tmp_discard(fp, tmp);
+        dsp_outfile_discard(&of);
         goto out;
     }
-    err = dspi_tio_tmp_commit(fp, tmp, path, errmsg);
+    if ((err = dspi_outfile_commit(&of, &msg)) < 0)
+        dspi_tio_error(errmsg, err, "%s", msg ? msg : dsp_strerror(err));
+    free(msg);
     goto out;
 oom:
     err = dspi_tio_error(errmsg, DSP_ENOMEM, "%s: out of memory", path);

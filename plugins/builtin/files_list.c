@@ -33,9 +33,8 @@ typedef struct files_list_ctx {
 } files_list_ctx;
 
 static const dsp_param_def files_list_params[] = {
-    /* STRING with an empty default: the parameter table has no optional
-     * PATH without a default, and exactly one of dir/list is given. */
-    { .name = "dir", .type = DSP_PARAM_STRING, .def = "",
+    /* optional paths (empty default): exactly one of dir/list is given */
+    { .name = "dir", .type = DSP_PARAM_PATH, .def = "",
       .offset = offsetof(files_list_ctx, dir),
       .doc = "directory to list (exactly one of dir and list)" },
     { .name = "glob", .type = DSP_PARAM_STRING, .def = "*",
@@ -44,7 +43,7 @@ static const dsp_param_def files_list_params[] = {
     { .name = "recursive", .type = DSP_PARAM_BOOL, .def = "true",
       .offset = offsetof(files_list_ctx, recursive),
       .doc = "descend into subdirectories" },
-    { .name = "list", .type = DSP_PARAM_STRING, .def = "",
+    { .name = "list", .type = DSP_PARAM_PATH, .def = "",
       .offset = offsetof(files_list_ctx, list),
       .doc = "text file of paths, one per line, '#' starts a comment line; "
              "relative paths are relative to the list file" },

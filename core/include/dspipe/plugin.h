@@ -86,7 +86,8 @@ typedef struct dsp_node dsp_node;
  *   DSP_PARAM_FLOAT  double
  *   DSP_PARAM_BOOL   int (0/1); accepts true/false/yes/no/on/off/1/0
  *   DSP_PARAM_STRING char *  (owned by the core, freed after fini)
- *   DSP_PARAM_PATH   char *  (as STRING; "~/" expanded)
+ *   DSP_PARAM_PATH   char *  (as STRING; "~/" expanded; NULL when optional
+ *                            and not given)
  *   DSP_PARAM_ENUM   int     (index into choices)
  *   DSP_PARAM_LIST   dsp_list (elements of type `elem`)
  * ------------------------------------------------------------------------- */
@@ -109,7 +110,8 @@ typedef struct dsp_param_def {
     dsp_param_type type;
     size_t offset;              /* offsetof(private struct, field)          */
     const char *def;            /* default, written as in a .pipe file;
-                                   NULL makes the parameter required         */
+                                   NULL makes the parameter required; "" for
+                                   a PATH makes it optional (stored NULL)    */
     double min, max;            /* INT/FLOAT (and LIST elements): inclusive
                                    range; none when both are 0               */
     const char *const *choices; /* ENUM: NULL-terminated names              */
