@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -24,14 +25,24 @@ static void format_duration(char *dst, size_t n, double s)
         snprintf(dst, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* Items finished: the sink that saw the most (a pipeline with several sinks
+ * sees each item several times) plus the items that failed on the way. */
+static int64_t items_done(const dspi_sched *s)
+{
+    int64_t best = 0;
+    for (int i = 0; i < s->n_nodes; i++)
+        best = DSPI_MAX(best, s->nodes[i].st.items_done);
+    return best + s->n_failed;
+}
+
 /* Called with the scheduler lock held, from the monitoring thread only. */
 void dspi_progress_draw(dspi_sched *s, int final)
 {
-    int64_t total = 0, done = s->items_done;
+    int64_t total = 0, done = items_done(s);
     double elapsed = (dspi_now_ns() - s->t_start_ns) / 1e9;
     double rate = elapsed > 0 ? done / elapsed : 0;
-    char line[512], eta[32] = "", el[32];
-    int width = term_width(), len, known = 1, nsrc = 0;
+    char tail[160], eta[32] = "", el[32], bar[128];
+    int width = term_width(), known = 1, nsrc = 0, len;
 
     for (int i = 0; i < s->n_nodes; i++) {
         dsp_node *n = &s->nodes[i];
@@ -44,29 +55,34 @@ void dspi_progress_draw(dspi_sched *s, int final)
         total = DSPI_MAX(total, t);
     }
     known = known && nsrc && total > 0;
+    if (known)
+        done = DSPI_MIN(done, total);
     format_duration(el, sizeof(el), elapsed);
-    if (known && rate > 0 && done < total)
+    if (known && rate > 0 && done < total && !final)
         format_duration(eta, sizeof(eta), (total - done) / rate);
 
+    if (known)
+        len = snprintf(tail, sizeof(tail), " %lld/%lld %3d%%  %.1f/s  %s%s%s", (long long)done,
+                       (long long)total, (int)(100.0 * done / total), rate, el,
+                       eta[0] ? "  ETA " : "", eta);
+    else
+        len = snprintf(tail, sizeof(tail), "%lld items  %.1f/s  %s", (long long)done, rate, el);
+    if (s->n_failed && len > 0 && len < (int)sizeof(tail))
+        snprintf(tail + len, sizeof(tail) - len, "  %d failed", s->n_failed);
+
     if (known) {
-        int barw = DSPI_MAX(10, DSPI_MIN(40, width - 60));
-        int fill = (int)(barw * (double)DSPI_MIN(done, total) / total);
-        char bar[64];
+        /* the bar takes what the numbers leave of the line */
+        int barw = DSPI_MIN((int)sizeof(bar) - 3, width - 1 - (int)strlen(tail) - 2);
+        int fill = barw > 0 ? (int)(barw * (double)done / total) : 0;
+        if (barw < 5)
+            barw = 0;
         for (int i = 0; i < barw; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[barw] = 0;
-        len = snprintf(line, sizeof(line), "[%s] %lld/%lld items %3d%%  %.1f items/s  %s%s%s",
-                       bar, (long long)done, (long long)total,
-                       (int)(100.0 * DSPI_MIN(done, total) / total), rate, el,
-                       eta[0] ? "  ETA " : "", eta);
+        fprintf(stderr, "\r%s%s%s%s\033[K%s", barw ? "[" : "", bar, barw ? "]" : "", tail,
+                final ? "\n" : "");
     } else {
-        len = snprintf(line, sizeof(line), "%lld items  %.1f items/s  %s", (long long)done,
-                       rate, el);
+        fprintf(stderr, "\r%.*s\033[K%s", width - 1, tail, final ? "\n" : "");
     }
-    if (s->n_failed && len > 0 && len < (int)sizeof(line))
-        len += snprintf(line + len, sizeof(line) - len, "  %d failed", s->n_failed);
-    if (len > width - 1)
-        line[width - 1] = 0;
-    fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
     fflush(stderr);
 }

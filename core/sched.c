@@ -22,24 +22,12 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "scheduler.h"
 
 typedef enum { ACT_PROCESS, ACT_BATCH, ACT_FLUSH, ACT_SOURCE, ACT_STOP } action;
-
-/* A failed callback, noted while unlocked and recorded under the lock. */
-typedef struct failure {
-    int code;
-    int64_t item, part;
-    char *msg;                  /* malloc'd */
-    char *input;                /* malloc'd or NULL */
-} failure;
-
 
 /* ---- queues ------------------------------------------------------------- */
 
@@ -115,52 +103,12 @@ static dsp_packet *queue_pop(dspi_queue *q, int64_t *waited_ns)
     return p;
 }
 
-static void queue_drain(dspi_queue *q)
+void dspi_queue_drain(dspi_queue *q)
 {
     while (q->count) {
         dsp_packet *p = queue_pop(q, NULL);
         dsp_packet_unref(&p);
     }
-}
-
-/* ---- failed items --------------------------------------------------------- */
-
-static int item_failed(const dspi_sched *s, int64_t item)
-{
-    int lo = 0, hi = s->n_failed - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (s->failed_items[mid] == item)
-            return 1;
-        if (s->failed_items[mid] < item)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return 0;
-}
-
-/* Returns 1 if the item was newly added. */
-static int add_failed_item(dspi_sched *s, int64_t item)
-{
-    int pos = 0;
-    if (item_failed(s, item))
-        return 0;
-    if (s->n_failed == s->cap_failed) {
-        int cap = s->cap_failed ? 2 * s->cap_failed : 16;
-        int64_t *f = realloc(s->failed_items, cap * sizeof(*f));
-        if (!f)
-            return 1;           /* counted once more at worst */
-        s->failed_items = f;
-        s->cap_failed = cap;
-    }
-    while (pos < s->n_failed && s->failed_items[pos] < item)
-        pos++;
-    memmove(&s->failed_items[pos + 1], &s->failed_items[pos],
-            (s->n_failed - pos) * sizeof(int64_t));
-    s->failed_items[pos] = item;
-    s->n_failed++;
-    return 1;
 }
 
 /* ---- readiness ------------------------------------------------------------ */
@@ -273,7 +221,7 @@ static int join_ready(dspi_sched *s, dsp_node *n, int *dropped)
             }
         }
         /* expected when a branch filters items; say it once per node */
-        if (!item_failed(s, kitem))
+        if (!dspi_item_failed(s, kitem))
             dsp_log(n->st.dropped == 1 ? DSP_LOG_WARNING : DSP_LOG_DEBUG, n->label,
                     "item %lld part %lld reached only some inputs (a branch dropped it); "
                     "dropped at the join%s", (long long)kitem, (long long)kpart,
@@ -323,7 +271,7 @@ static int node_ready(dspi_sched *s, dsp_node *n, int *dropped)
 
 static void propagate(dspi_sched *s, dsp_node *start);
 
-static void make_ready(dspi_sched *s, dsp_node *n)
+void dspi_make_ready(dspi_sched *s, dsp_node *n)
 {
     int dropped = 0;
 
@@ -337,7 +285,7 @@ static void make_ready(dspi_sched *s, dsp_node *n)
         /* dropping made room upstream and may raise watermarks downstream */
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i])
-                make_ready(s, n->in[i]->src);
+                dspi_make_ready(s, n->in[i]->src);
         propagate(s, n);
     }
 }
@@ -387,7 +335,7 @@ static void propagate(dspi_sched *s, dsp_node *start)
                 if (q->wm >= low)
                     continue;
                 q->wm = low;
-                make_ready(s, q->dst);
+                dspi_make_ready(s, q->dst);
                 if (q->count == 0 && q->dst->state != DSPI_FINISHED) {
                     if (sp < (int)DSPI_ARRAY_LEN(stack))
                         stack[sp++] = q->dst;
@@ -408,22 +356,22 @@ static void finish_node(dspi_sched *s, dsp_node *n)
     s->n_finished++;
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i])
-            queue_drain(n->in[i]);
+            dspi_queue_drain(n->in[i]);
     for (int p = 0; p < n->n_out; p++)
         for (int k = 0; k < n->n_cons[p]; k++) {
             dspi_queue *q = n->out[p][k];
             q->eos = 1;
             q->wm = DSPI_ITEM_MAX;
             if (s->aborting)
-                queue_drain(q);
-            make_ready(s, q->dst);
+                dspi_queue_drain(q);
+            dspi_make_ready(s, q->dst);
             if (q->dst->state == DSPI_IDLE && !q->count)
                 propagate(s, q->dst);
         }
     /* producers may have been waiting for room in our (now drained) inputs */
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i])
-            make_ready(s, n->in[i]->src);
+            dspi_make_ready(s, n->in[i]->src);
     if (s->n_finished == s->n_nodes) {
         s->done = 1;
         pthread_cond_broadcast(&s->work);
@@ -431,7 +379,7 @@ static void finish_node(dspi_sched *s, dsp_node *n)
     }
 }
 
-static void begin_abort(dspi_sched *s, int code, char *msg)
+void dspi_sched_abort(dspi_sched *s, int code, char *msg)
 {
     if (!s->aborting) {
         s->aborting = 1;
@@ -443,94 +391,6 @@ static void begin_abort(dspi_sched *s, int code, char *msg)
     for (int i = 0; i < s->n_nodes; i++)
         if (s->nodes[i].state != DSPI_RUNNING)
             finish_node(s, &s->nodes[i]);
-}
-
-static const char *packet_input_name(dsp_packet *const *in, int n)
-{
-    for (int i = 0; i < n; i++) {
-        const char *v;
-        if (!in[i])
-            continue;
-        if (dsp_meta_get_str(dsp_packet_meta_const(in[i]), "source", &v) == 0 ||
-            dsp_meta_get_str(dsp_packet_meta_const(in[i]), "path", &v) == 0)
-            return v;
-    }
-    return NULL;
-}
-
-static void write_error_record(dspi_sched *s, const dsp_node *n, int64_t item,
-                               int64_t part, const char *input, int code,
-                               const char *msg)
-{
-    json_t *rec;
-    char *line;
-
-    if (!s->errors_fp && !s->errors_open_failed) {
-        if (!(s->errors_fp = fopen(s->errors_path, "w"))) {
-            s->errors_open_failed = 1;
-            dsp_log(DSP_LOG_ERROR, "dspipe", "cannot write the error log %s: %s; "
-                    "failures are only reported here", s->errors_path, strerror(errno));
-        }
-    }
-    if (!s->errors_fp)
-        return;
-    rec = json_object();
-    json_object_set_new(rec, "node", json_string(n->name));
-    json_object_set_new(rec, "op", json_string(n->op->name));
-    json_object_set_new(rec, "item", item >= 0 ? json_integer(item) : json_null());
-    json_object_set_new(rec, "part", item >= 0 ? json_integer(part) : json_null());
-    json_object_set_new(rec, "input", input ? json_string(input) : json_null());
-    json_object_set_new(rec, "code", json_string(dsp_strerror(code)));
-    json_object_set_new(rec, "error", json_string(msg ? msg : ""));
-    if ((line = json_dumps(rec, JSON_COMPACT | JSON_ENSURE_ASCII))) {
-        /* one flushed line per failure: a crash later loses nothing */
-        fprintf(s->errors_fp, "%s\n", line);
-        fflush(s->errors_fp);
-        free(line);
-    }
-    json_decref(rec);
-}
-
-/* Log the first failures of a run; after that they only go to the errors
- * file, so a folder of broken inputs does not bury everything else. */
-#define MAX_FAILURES_LOGGED 20
-
-/* A callback failed. f->item < 0: not one item's failure (flush, a source). */
-static void record_failure(dspi_sched *s, dsp_node *n, const failure *f)
-{
-    dspi_str full = { 0 };
-    int is_new = f->item >= 0 ? add_failed_item(s, f->item) : 1;
-
-    n->st.failed++;
-    if (f->item >= 0)
-        n->failed_item = f->item;
-    if (f->item >= 0)
-        dspi_str_printf(&full, "item %lld%s%s%s: %s", (long long)f->item,
-                        f->input ? " (" : "", f->input ? f->input : "", f->input ? ")" : "",
-                        f->msg);
-    else
-        dspi_str_append(&full, f->msg);
-    if (is_new)
-        write_error_record(s, n, f->item, f->part, f->input, f->code, f->msg);
-    if (f->item < 0 || s->on_error == DSP_ON_ERROR_ABORT) {
-        dspi_str where = { 0 };
-        dsp_log(DSP_LOG_ERROR, n->label, "%s", full.s ? full.s : "");
-        dspi_str_printf(&where, "node '%s' (%s) at %s:%d: %s", n->name, n->op->name,
-                        s->g->path, s->g->nodes[n->index].line, full.s ? full.s : "");
-        if (f->item < 0 && s->on_error != DSP_ON_ERROR_ABORT) {
-            if (!s->fatal_code)
-                s->fatal_code = f->code;
-            dspi_set_error_owned(s->ctx, dspi_str_take(&where));
-        } else {
-            begin_abort(s, f->code, dspi_str_take(&where));
-        }
-        dspi_str_free(&where);
-    } else if (is_new && s->n_failed <= MAX_FAILURES_LOGGED) {
-        dsp_log(DSP_LOG_WARNING, n->label, "%s (skipped; recorded in %s)%s",
-                full.s ? full.s : "", s->errors_path,
-                s->n_failed == MAX_FAILURES_LOGGED ? "; further failures are only recorded there" : "");
-    }
-    dspi_str_free(&full);
 }
 
 /* ---- running one node ---------------------------------------------------- */
@@ -553,8 +413,8 @@ typedef struct job {
     dsp_packet *stack[BURST];
     dsp_packet **in;            /* calls x n_in slots, or the batch */
     int n_pkts;
-    failure fail_stack[4];
-    failure *fails;
+    dspi_failure fail_stack[4];
+    dspi_failure *fails;
     int n_fails, cap_fails;
     int last_err;               /* result of the last callback */
 } job;
@@ -634,12 +494,12 @@ static int take_job(dspi_sched *s, dsp_node *n, job *j)
 static void note_failure(job *j, int err, dsp_packet *const *in, int n_in)
 {
     dsp_node *n = j->n;
-    const char *input = in ? packet_input_name(in, n_in) : NULL;
-    failure *f;
+    const char *input = in ? dspi_packet_input_name(in, n_in) : NULL;
+    dspi_failure *f;
 
     if (j->n_fails == j->cap_fails) {
         int cap = 2 * j->cap_fails;
-        failure *nf = malloc(cap * sizeof(*nf));
+        dspi_failure *nf = malloc(cap * sizeof(*nf));
         if (!nf) {
             dspi_node_clear_error(n);
             return;             /* out of memory: the failure still shows in last_err */
@@ -789,7 +649,7 @@ static void complete_job(dspi_sched *s, job *j)
     n->n_outbox = 0;
 
     for (int i = 0; i < j->n_fails; i++)
-        record_failure(s, n, &j->fails[i]);
+        dspi_record_failure(s, n, &j->fails[i]);
     /* a source that failed cannot be trusted to go on */
     if (j->act == ACT_SOURCE && j->last_err < 0)
         finished = 1;
@@ -801,15 +661,15 @@ static void complete_job(dspi_sched *s, job *j)
     if (finished || s->aborting)
         finish_node(s, n);
     if (n->state != DSPI_FINISHED) {
-        make_ready(s, n);
+        dspi_make_ready(s, n);
         propagate(s, n);
     }
     for (int p = 0; p < n->n_out; p++)
         for (int k = 0; k < n->n_cons[p]; k++)
-            make_ready(s, n->out[p][k]->dst);
+            dspi_make_ready(s, n->out[p][k]->dst);
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i])
-            make_ready(s, n->in[i]->src);
+            dspi_make_ready(s, n->in[i]->src);
 }
 
 static void release_job(job *j)
@@ -843,7 +703,7 @@ static int64_t next_batch_deadline(dspi_sched *s)
     return best;
 }
 
-static void wait_until(dspi_sched *s, pthread_cond_t *cv, int64_t deadline_ns)
+void dspi_wait_until(dspi_sched *s, pthread_cond_t *cv, int64_t deadline_ns)
 {
     struct timespec ts;
     int64_t now = dspi_now_ns();
@@ -872,11 +732,11 @@ static void report_stall(dspi_sched *s)
                                 (long long)n->in[k]->wm, n->in[k]->eos);
     }
     dsp_log(DSP_LOG_ERROR, "scheduler", "%s", b.s ? b.s : "stalled");
-    begin_abort(s, DSP_ESTATE, dspi_str_take(&b));
+    dspi_sched_abort(s, DSP_ESTATE, dspi_str_take(&b));
     dspi_str_free(&b);
 }
 
-static void *worker_main(void *arg)
+void *dspi_worker_main(void *arg)
 {
     dspi_sched *s = arg;
 
@@ -889,10 +749,10 @@ static void *worker_main(void *arg)
         if (!s->rq_count) {
             int64_t deadline = next_batch_deadline(s);
             if (deadline >= 0) {
-                wait_until(s, &s->work, deadline);
+                dspi_wait_until(s, &s->work, deadline);
                 for (int i = 0; i < s->n_nodes; i++)
                     if (s->nodes[i].batch > 1)
-                        make_ready(s, &s->nodes[i]);
+                        dspi_make_ready(s, &s->nodes[i]);
             } else if (s->n_running == 0) {
                 report_stall(s);
             } else {
@@ -910,7 +770,7 @@ static void *worker_main(void *arg)
         if ((err = take_job(s, n, &j)) < 0) {
             s->n_running--;
             n->state = DSPI_IDLE;
-            begin_abort(s, err, strdup("out of memory in the scheduler"));
+            dspi_sched_abort(s, err, strdup("out of memory in the scheduler"));
             continue;
         }
         pthread_mutex_unlock(&s->lock);
@@ -924,211 +784,4 @@ static void *worker_main(void *arg)
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
-}
-
-/* ---- setup and the run ------------------------------------------------------ */
-
-int dspi_sched_init(dspi_sched *s, dsp_context *ctx, const dspi_graph *g,
-                    int queue_size, dsp_device dev, int profile)
-{
-    int err;
-
-    memset(s, 0, sizeof(*s));
-    s->ctx = ctx;
-    s->g = g;
-    s->profile = profile;
-    s->n_nodes = g->n_nodes;
-    s->n_queues = g->n_edges;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->done_cv, NULL);
-    if (!(s->nodes = calloc(DSPI_MAX(s->n_nodes, 1), sizeof(*s->nodes))) ||
-        !(s->queues = calloc(DSPI_MAX(s->n_queues, 1), sizeof(*s->queues))) ||
-        !(s->readyq = calloc(DSPI_MAX(s->n_nodes, 1), sizeof(*s->readyq))))
-        return DSP_ENOMEM;
-    for (int i = 0; i < s->n_nodes; i++) {
-        const dspi_gnode *gn = &g->nodes[i];
-        dsp_node *n = &s->nodes[i];
-        if ((err = dspi_node_setup(n, gn, i, g->dir, dev)) < 0)
-            return err;
-        n->sched = s;
-        if (gn->op->flags & DSP_OP_BATCHABLE) {
-            n->batch = gn->batch > 0 ? gn->batch : gn->op->max_batch;
-            n->batch_timeout_ms = gn->batch_timeout_ms;
-        }
-    }
-    for (int e = 0; e < g->n_edges; e++) {
-        const dspi_gedge *ge = &g->edges[e];
-        dsp_node *src = &s->nodes[ge->src];
-        src->n_cons[ge->src_port]++;
-    }
-    for (int i = 0; i < s->n_nodes; i++) {
-        dsp_node *n = &s->nodes[i];
-        for (int p = 0; p < n->n_out; p++) {
-            if (n->n_cons[p] && !(n->out[p] = calloc(n->n_cons[p], sizeof(**n->out))))
-                return DSP_ENOMEM;
-            n->n_cons[p] = 0;
-        }
-    }
-    for (int e = 0; e < g->n_edges; e++) {
-        const dspi_gedge *ge = &g->edges[e];
-        dspi_queue *q = &s->queues[e];
-        dsp_node *src = &s->nodes[ge->src], *dst = &s->nodes[ge->dst];
-        q->src = src;
-        q->dst = dst;
-        q->src_port = ge->src_port;
-        q->dst_slot = ge->dst_slot;
-        q->limit = DSPI_MAX(queue_size, dst->batch);
-        if ((profile || dst->batch > 1) &&
-            !(q->t_enq = malloc(sizeof(int64_t))))  /* grown with the ring */
-            return DSP_ENOMEM;
-        dst->in[ge->dst_slot] = q;
-        src->out[ge->src_port][src->n_cons[ge->src_port]++] = q;
-    }
-    return 0;
-}
-
-void dspi_sched_free(dspi_sched *s)
-{
-    for (int i = 0; i < s->n_queues; i++) {
-        queue_drain(&s->queues[i]);
-        free(s->queues[i].ring);
-        free(s->queues[i].t_enq);
-    }
-    for (int i = 0; i < s->n_nodes; i++)
-        dspi_node_cleanup(&s->nodes[i]);
-    free(s->nodes);
-    free(s->queues);
-    free(s->readyq);
-    free(s->failed_items);
-    free(s->abort_msg);
-    if (s->errors_fp)
-        fclose(s->errors_fp);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->work);
-    pthread_cond_destroy(&s->done_cv);
-    memset(s, 0, sizeof(*s));
-}
-
-static int init_nodes(dspi_sched *s)
-{
-    for (int i = 0; i < s->n_nodes; i++) {
-        dsp_node *n = &s->nodes[i];
-        int err = dspi_node_call_init(n);
-        if (err < 0) {
-            dspi_set_error(s->ctx, "%s:%d: node '%s' (%s) cannot start: %s", s->g->path,
-                           s->g->nodes[i].line, n->name, n->op->name,
-                           n->errmsg ? n->errmsg : dsp_strerror(err));
-            return err;
-        }
-    }
-    return 0;
-}
-
-int dspi_sched_run(dspi_sched *s, int threads, int progress)
-{
-    pthread_t *tids;
-    int started = 0, err;
-
-    s->t_start_ns = dspi_now_ns();
-    s->progress = progress;
-    if ((err = init_nodes(s)) < 0)
-        goto fini;
-    if (!(tids = calloc(threads, sizeof(*tids)))) {
-        err = DSP_ENOMEM;
-        goto fini;
-    }
-    pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < s->n_nodes; i++)
-        make_ready(s, &s->nodes[i]);
-    if (s->n_nodes == 0)
-        s->done = 1;
-    pthread_mutex_unlock(&s->lock);
-    for (; started < threads; started++)
-        if (pthread_create(&tids[started], NULL, worker_main, s) != 0)
-            break;
-    if (!started) {
-        free(tids);
-        dspi_set_error(s->ctx, "cannot start worker threads: %s", strerror(errno));
-        err = DSP_ENOMEM;
-        goto fini;
-    }
-
-    /* The calling thread watches: interrupts, progress. */
-    pthread_mutex_lock(&s->lock);
-    while (!s->done) {
-        wait_until(s, &s->done_cv, dspi_now_ns() + 100000000);
-        if (atomic_load(&s->interrupt) && !s->stopping) {
-            s->stopping = 1;
-            dsp_log(DSP_LOG_WARNING, "dspipe", "interrupted: stopping the sources and "
-                    "draining what is in flight (interrupt again to quit at once)");
-            for (int i = 0; i < s->n_nodes; i++)
-                if (s->nodes[i].op->flags & DSP_OP_SOURCE)
-                    make_ready(s, &s->nodes[i]);
-        }
-        if (s->progress)
-            dspi_progress_draw(s, 0);
-    }
-    pthread_mutex_unlock(&s->lock);
-    for (int i = 0; i < started; i++)
-        pthread_join(tids[i], NULL);
-    free(tids);
-    if (s->progress)
-        dspi_progress_draw(s, 1);
-
-    if (s->aborting) {
-        err = s->abort_code ? s->abort_code : DSP_EFAILED;
-        if (s->abort_msg)
-            dspi_set_error_owned(s->ctx, strdup(s->abort_msg));
-    } else if (s->fatal_code) {
-        err = s->fatal_code;
-    } else if (atomic_load(&s->interrupt)) {
-        err = DSP_EINTR;
-        dspi_set_error(s->ctx, "interrupted: sources stopped, outputs closed cleanly");
-    } else if (s->n_failed) {
-        err = DSP_EFAILED;
-        dspi_set_error(s->ctx, "%d item%s failed and %s skipped; see %s", s->n_failed,
-                       s->n_failed == 1 ? "" : "s", s->n_failed == 1 ? "was" : "were",
-                       s->errors_path);
-    } else {
-        err = 0;
-    }
-fini:
-    for (int i = s->n_nodes - 1; i >= 0; i--)
-        dspi_node_call_fini(&s->nodes[i]);
-    return err;
-}
-
-void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    for (int i = 0; i < s->n_nodes; i++)
-        if (s->nodes[i].op->flags & DSP_OP_SOURCE)
-            for (int p = 0; p < s->nodes[i].n_out; p++)
-                out->items_in = DSPI_MAX(out->items_in, s->nodes[i].last_emitted[p] + 1);
-    out->items_failed = s->n_failed;
-    out->packets = atomic_load(&((dspi_sched *)s)->packets);
-    out->seconds = (dspi_now_ns() - s->t_start_ns) / 1e9;
-}
-
-int dspi_sched_write_profile(const dspi_sched *s, FILE *out)
-{
-    fprintf(out, "%-24s %-18s %9s %9s %9s %10s %10s %10s %8s %6s %7s\n", "node", "op",
-            "calls", "pkts in", "pkts out", "total ms", "us/call", "wait us", "batch", "failed",
-            "dropped");
-    for (int i = 0; i < s->n_nodes; i++) {
-        const dsp_node *n = &s->nodes[i];
-        const dspi_node_stats *st = &n->st;
-        char batch[32] = "-";
-        if (st->batches)
-            snprintf(batch, sizeof(batch), "%.1f/%lld", (double)st->batch_items / st->batches,
-                     (long long)st->batch_max);
-        fprintf(out, "%-24s %-18s %9lld %9lld %9lld %10.2f %10.2f %10.2f %8s %6lld %7lld\n",
-                n->name, n->op->name, (long long)st->calls, (long long)st->pkts_in,
-                (long long)st->pkts_out, st->ns_process / 1e6,
-                st->calls ? st->ns_process / 1e3 / st->calls : 0.0,
-                st->pkts_in ? st->ns_queue_wait / 1e3 / st->pkts_in : 0.0, batch,
-                (long long)st->failed, (long long)st->dropped);
-    }
-    return 0;
 }

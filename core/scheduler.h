@@ -140,6 +140,34 @@ typedef struct dspi_sched {
 
 int64_t dspi_now_ns(void);
 
+/* A failed callback, noted while unlocked and recorded under the lock. */
+typedef struct dspi_failure {
+    int code;
+    int64_t item, part;
+    char *msg;                  /* malloc'd */
+    char *input;                /* malloc'd or NULL */
+} dspi_failure;
+
+/* sched.c: stop everything now (on_error=abort, internal errors). Takes
+ * msg (malloc'd), which becomes the run's message if it is the first. */
+void dspi_sched_abort(dspi_sched *s, int code, char *msg);
+
+/* sched.c, called with the lock held (but the worker) */
+void dspi_queue_drain(dspi_queue *q);
+/* Queue n if it can run now (and resolve what its joins can drop). */
+void dspi_make_ready(dspi_sched *s, dsp_node *n);
+void dspi_wait_until(dspi_sched *s, pthread_cond_t *cv, int64_t deadline_ns);
+/* The worker thread: runs ready nodes until the run is done. */
+void *dspi_worker_main(void *arg);
+
+/* report.c, all called with the lock held */
+int dspi_item_failed(const dspi_sched *s, int64_t item);
+/* Count, log (the first few) and write to the errors file; abort under
+ * on_error=abort or when the failure is not one item's. */
+void dspi_record_failure(dspi_sched *s, dsp_node *n, const dspi_failure *f);
+/* The "source" (else "path") metadata of the first packet that has one. */
+const char *dspi_packet_input_name(dsp_packet *const *in, int n);
+
 /* node.c */
 int dspi_node_setup(dsp_node *n, const dspi_gnode *g, int index,
                     const char *pipe_dir, dsp_device dev);
