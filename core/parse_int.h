@@ -1,4 +1,4 @@
-/* parse_int.h - syntax tree of a .pipe file and its diagnostics, shared by parse.c and graph.c. */
+/* parse_int.h - syntax tree of a .pipe file and its diagnostics: lex, parse, bind, diag and graph.c. */
 #ifndef DSPIPE_PARSE_INT_H
 #define DSPIPE_PARSE_INT_H
 
@@ -106,13 +106,50 @@ typedef struct dspi_pfile {
     int oom;
 } dspi_pfile;
 
+/* The lexer's cursor in a .pipe text; line and col are 1-based. */
+typedef struct dspi_lexer {
+    dspi_pfile *pf;
+    const char *s;
+    size_t pos;
+    int line, col;
+} dspi_lexer;
+
+/* parse.c */
+
 /* Lex and parse text into pf (syntax errors become diagnostics).
  * Returns 0 or DSP_ENOMEM; pf must be freed with dspi_pfile_free either way. */
 int dspi_pfile_parse(dspi_pfile *pf, const char *path, const char *text);
-/* Bind command-line values to the args, then substitute $references into
- * every item's text. Problems become diagnostics. */
-int dspi_pfile_bind(dspi_pfile *pf, const dsp_pipe_args *args);
 void dspi_pfile_free(dspi_pfile *pf);
+/* Make room for one more element of size sz in *arr holding n.
+ * 0, or -1 with pf->oom set. */
+int dspi_pfile_grow(dspi_pfile *pf, void **arr, int n, size_t sz);
+/* The first n bytes of s (malloc'd); NULL with pf->oom set. */
+char *dspi_pfile_strndup(dspi_pfile *pf, const char *s, size_t n);
+
+/* lex.c: the cursor never moves past the terminating '\0'. */
+char dspi_lex_cur(const dspi_lexer *lx);
+char dspi_lex_ahead(const dspi_lexer *lx, size_t k);
+void dspi_lex_advance(dspi_lexer *lx);
+dspi_span dspi_lex_here(const dspi_lexer *lx, int len);
+/* Blanks and '\'-joined lines; not newlines, which end statements. */
+void dspi_lex_skip_ws(dspi_lexer *lx);
+int dspi_lex_at_stmt_end(const dspi_lexer *lx);
+void dspi_lex_recover(dspi_lexer *lx);
+int dspi_is_ident_start(char c);
+/* Identifier / dotted operator name (malloc'd, NULL on OOM). */
+char *dspi_lex_ident(dspi_lexer *lx, dspi_span *at);
+char *dspi_lex_opname(dspi_lexer *lx, dspi_span *at);
+/* c for a message: "'x'", "end of line", "end of file"; buf holds 4. */
+const char *dspi_lex_printable(char c, char *buf);
+/* A value for what (a key or arg name): quoted, bare or [list].
+ * 0, or -1 when reported; *v is filled as far as it got. */
+int dspi_lex_value(dspi_lexer *lx, dspi_pval *v, const char *what);
+
+/* bind.c: bind command-line values to the args, then substitute $references
+ * into every item's text. Problems become diagnostics. */
+int dspi_pfile_bind(dspi_pfile *pf, const dsp_pipe_args *args);
+
+/* diag.c */
 
 /* Record an error at `at`; hint is taken over (malloc'd or NULL). */
 void dspi_diag_add(dspi_pfile *pf, dspi_span at, char *hint,
