@@ -6,7 +6,6 @@
 
 /* ---- the tree's memory ---------------------------------------------------- */
 
-/* Make room for one more element of size sz in *arr holding n. */
 int dspi_pfile_grow(dspi_pfile *pf, void **arr, int n, size_t sz)
 {
     void *p;
