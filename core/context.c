@@ -511,7 +511,8 @@ const char *dspi_nearest(const char *name, const char *const *cands, int n)
 {
     const char *best = NULL;
     int best_d = 1 << 30;
-    int limit = DSPI_MAX(2, (int)strlen(name) / 3);
+    /* a suggestion must keep something of the name: 'w' is not a typo of 'g' */
+    int limit = DSPI_MIN(DSPI_MAX(2, (int)strlen(name) / 3), (int)strlen(name) - 1);
 
     for (int i = 0; i < n; i++) {
         int d = dspi_edit_distance(name, cands[i]);

@@ -280,7 +280,7 @@ static void build_node(builder *bd, int k)
         if ((d = find_param(op, pp->key)) < 0 && (d = find_batch_param(op, pp->key)) >= 0) {
             batch_params bp = { gn->batch, gn->batch_timeout_ms };
             store_param(bd, gn, pp, &batch_defs[d], &bp);
-            if (bp.batch > op->max_batch)
+            if (d == 0 && bp.batch > op->max_batch)
                 dspi_diag_add(pf, pp->val.at, dspi_fmt("allowed: 1 to %d", op->max_batch),
                               "batch=%lld is more than %s takes at once", (long long)bp.batch,
                               op->name);
@@ -493,12 +493,14 @@ static void build_chain(builder *bd, const dspi_pchain *c)
         }
     }
     for (int k = 0; k < c->n; k++)
-        if ((idx[k] = resolve_node(bd, &c->ends[k])) < 0)
-            ok = 0;
+        idx[k] = resolve_node(bd, &c->ends[k]);
     if (!ok)
         return;
+    /* the links between known nodes still count, so an unknown name in a
+     * chain does not also make its neighbours look unconnected */
     for (int k = 0; k + 1 < c->n; k++)
-        add_edge(bd, c, k, idx[k], idx[k + 1]);
+        if (idx[k] >= 0 && idx[k + 1] >= 0)
+            add_edge(bd, c, k, idx[k], idx[k + 1]);
 }
 
 static void check_inputs(builder *bd, int k)

@@ -99,28 +99,6 @@ static void summary_add(summary *s, const double *x, int64_t n)
     }
 }
 
-/* Square root by Newton's method from a bit-level first guess. The plugin
- * build line links libdspipe only, and a dlopen'd plugin cannot rely on the
- * host having loaded libm, so this file calls no libm function. */
-static double sqrt_nonneg(double x)
-{
-    uint64_t u;
-    double y;
-
-    if (!(x > 0) || isinf(x))
-        return x == 0 || isinf(x) ? x : NAN;    /* 0, +inf, NaN or negative */
-    memcpy(&u, &x, sizeof(u));
-    u = (u >> 1) + (UINT64_C(0x3ff) << 51);     /* halve the exponent */
-    memcpy(&y, &u, sizeof(y));
-    for (int i = 0; i < 64; i++) {              /* the error squares each step */
-        double z = 0.5 * (y + x / y);
-        if (z == y)
-            break;
-        y = z;
-    }
-    return y;
-}
-
 /* ---- reading any dtype as doubles ---------------------------------------- */
 
 /* IEEE half to double through its bits: sign, exponent rebiased 15 -> 127. */
@@ -272,13 +250,13 @@ static int write_summary(dsp_meta *stats, const char *name, const dsp_tensor *t,
     if (!err)
         err = dsp_meta_set_float(d, "mean", have ? s->mean : NAN);
     if (!err)
-        err = dsp_meta_set_float(d, "std", have ? sqrt_nonneg(s->m2 / (double)s->n) : NAN);
+        err = dsp_meta_set_float(d, "std", have ? sqrt(s->m2 / (double)s->n) : NAN);
     if (!err)
         err = dsp_meta_set_float(d, "min", have ? s->min : NAN);
     if (!err)
         err = dsp_meta_set_float(d, "max", have ? s->max : NAN);
     if (!err)
-        err = dsp_meta_set_float(d, "l2", s->inf ? INFINITY : s->scale * sqrt_nonneg(s->ssq));
+        err = dsp_meta_set_float(d, "l2", s->inf ? INFINITY : s->scale * sqrt(s->ssq));
     return err;
 }
 
