@@ -18,8 +18,8 @@
  *           .doc = "multiplier applied to every element" },
  *         { NULL }
  *     };
- *     static const dsp_port_def scale_in[]  = { { "in",  "tensor", "input" },  { NULL } };
- *     static const dsp_port_def scale_out[] = { { "out", "tensor", "scaled" }, { NULL } };
+ *     static const dsp_port_def scale_in[]  = { { "in",  "tensor", "input", 0 },  { NULL } };
+ *     static const dsp_port_def scale_out[] = { { "out", "tensor", "scaled", 0 }, { NULL } };
  *
  *     static int scale_process(dsp_node *node, dsp_packet **in)
  *     {
