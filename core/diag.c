@@ -10,21 +10,6 @@
 
 /* ---- message text ------------------------------------------------------- */
 
-char *dspi_fmt(const char *fmt, ...)
-{
-    dspi_str b = { 0 };
-    va_list ap;
-
-    va_start(ap, fmt);
-    dspi_str_vprintf(&b, fmt, ap);
-    va_end(ap);
-    if (b.oom) {
-        dspi_str_free(&b);
-        return NULL;
-    }
-    return dspi_str_take(&b);
-}
-
 char *dspi_join_names(const char *const *names, int n)
 {
     dspi_str b = { 0 };

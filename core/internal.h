@@ -20,6 +20,8 @@ void dspi_str_append(dspi_str *b, const char *s);
 void dspi_str_appendn(dspi_str *b, const char *s, size_t n);
 void dspi_str_printf(dspi_str *b, const char *fmt, ...) DSP_PRINTF(2, 3);
 void dspi_str_vprintf(dspi_str *b, const char *fmt, va_list ap);
+/* A malloc'd formatted string, NULL on OOM. */
+char *dspi_fmt(const char *fmt, ...) DSP_PRINTF(1, 2);
 /* Hand the text over (caller frees with free()); b is reset. "" if empty. */
 char *dspi_str_take(dspi_str *b);
 void dspi_str_free(dspi_str *b);

@@ -28,22 +28,6 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static char *xprintf(const char *fmt, ...) DSP_PRINTF(1, 2);
-static char *xprintf(const char *fmt, ...)
-{
-    dspi_str b = { 0 };
-    va_list ap;
-
-    va_start(ap, fmt);
-    dspi_str_vprintf(&b, fmt, ap);
-    va_end(ap);
-    if (b.oom) {
-        dspi_str_free(&b);
-        return NULL;
-    }
-    return dspi_str_take(&b);
-}
-
 static int has_range(const dsp_param_def *def)
 {
     return !(def->min == 0 && def->max == 0);
@@ -107,18 +91,18 @@ static int parse_int(const char *s, int64_t *out, char **err)
     if (!(base == 16 ? ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
                         (*p >= 'A' && *p <= 'F'))
                      : (*p >= '0' && *p <= '9'))) {
-        *err = xprintf("'%s' is not an integer", s);
+        *err = dspi_fmt("'%s' is not an integer", s);
         return DSP_EINVAL;
     }
     errno = 0;
     u = strtoull(p, &end, base);
     if (*end) {
-        *err = xprintf("'%s' is not an integer (unexpected '%s')", s, end);
+        *err = dspi_fmt("'%s' is not an integer (unexpected '%s')", s, end);
         return DSP_EINVAL;
     }
     if (errno == ERANGE || (!neg && u > (unsigned long long)INT64_MAX) ||
         (neg && u > (unsigned long long)INT64_MAX + 1)) {
-        *err = xprintf("integer '%s' does not fit in 64 bits", s);
+        *err = dspi_fmt("integer '%s' does not fit in 64 bits", s);
         return DSP_EINVAL;
     }
     *out = neg ? (int64_t)(0 - u) : (int64_t)u;
@@ -133,21 +117,21 @@ static int parse_float(const char *s, double *out, char **err)
     /* strtod skips leading spaces and accepts "nan"/"inf": a parameter file
      * should say what it means, so both are refused. */
     if (!*s || !(strchr("+-.0123456789", *s))) {
-        *err = xprintf("'%s' is not a number", s);
+        *err = dspi_fmt("'%s' is not a number", s);
         return DSP_EINVAL;
     }
     errno = 0;
     v = strtod(s, &end);
     if (end == s || *end) {
-        *err = xprintf("'%s' is not a number", s);
+        *err = dspi_fmt("'%s' is not a number", s);
         return DSP_EINVAL;
     }
     if (errno == ERANGE && fabs(v) > 1.0) {
-        *err = xprintf("number '%s' is too large", s);
+        *err = dspi_fmt("number '%s' is too large", s);
         return DSP_EINVAL;
     }
     if (!isfinite(v)) {
-        *err = xprintf("'%s' is not a finite number", s);
+        *err = dspi_fmt("'%s' is not a finite number", s);
         return DSP_EINVAL;
     }
     *out = v;
@@ -169,7 +153,7 @@ static int parse_bool(const char *s, int *out, char **err, char **hint)
             return 0;
         }
     }
-    *err = xprintf("'%s' is not a boolean", s);
+    *err = dspi_fmt("'%s' is not a boolean", s);
     *hint = xstrdup("use true/false, yes/no, on/off or 1/0");
     return DSP_EINVAL;
 }
@@ -189,11 +173,11 @@ static int parse_enum(const dsp_param_def *def, const char *s, int *out,
     }
     for (int i = 0; i < n; i++)
         dspi_str_printf(&list, "%s%s", i ? ", " : "", def->choices[i]);
-    *err = xprintf("'%s' is not one of: %s", s, list.s ? list.s : "");
+    *err = dspi_fmt("'%s' is not one of: %s", s, list.s ? list.s : "");
     dspi_str_free(&list);
     near = n ? dspi_nearest(s, def->choices, n) : NULL;
     if (near)
-        *hint = xprintf("did you mean '%s'?", near);
+        *hint = dspi_fmt("did you mean '%s'?", near);
     return DSP_EINVAL;
 }
 
@@ -202,7 +186,7 @@ static int expand_path(const char *s, char **out)
     const char *home = getenv("HOME");
 
     if (home && *home && s[0] == '~' && (s[1] == '/' || s[1] == '\0'))
-        *out = xprintf("%s%s", home, s + 1);
+        *out = dspi_fmt("%s%s", home, s + 1);
     else
         *out = xstrdup(s);
     return *out ? 0 : DSP_ENOMEM;
@@ -213,8 +197,8 @@ static int check_range(const dsp_param_def *def, double v, const char *text,
 {
     if (!has_range(def) || (v >= def->min && v <= def->max))
         return 0;
-    *err = xprintf("value %s is out of range [%g, %g]", text, def->min, def->max);
-    *hint = xprintf("allowed: %g to %g", def->min, def->max);
+    *err = dspi_fmt("value %s is out of range [%g, %g]", text, def->min, def->max);
+    *hint = dspi_fmt("allowed: %g to %g", def->min, def->max);
     return DSP_EINVAL;
 }
 
@@ -255,7 +239,7 @@ static int parse_scalar(const dsp_param_def *def, dsp_param_type t,
             return ret;
         if (check_exist && (def->flags & DSP_PARAM_MUST_EXIST) &&
             stat(v->s, &st) != 0) {
-            *err = xprintf("%s: %s", v->s, strerror(errno));
+            *err = dspi_fmt("%s: %s", v->s, strerror(errno));
             *hint = xstrdup("this parameter needs an existing file or "
                             "directory (relative paths are relative to the "
                             "current directory; use $pipedir/... for files "
@@ -268,7 +252,7 @@ static int parse_scalar(const dsp_param_def *def, dsp_param_type t,
     case DSP_PARAM_LIST:
         break;
     }
-    *err = xprintf("parameter type %d is unknown", (int)t);
+    *err = dspi_fmt("parameter type %d is unknown", (int)t);
     return DSP_EINVAL;
 }
 
@@ -325,7 +309,7 @@ static int store_list(const dsp_param_def *def, void *priv,
 
         ret = parse_scalar(def, def->elem, items[k], check_exist, &v, &e, hint);
         if (ret < 0) {
-            *err = e ? xprintf("list element %d: %s", k + 1, e) : NULL;
+            *err = e ? dspi_fmt("list element %d: %s", k + 1, e) : NULL;
             free(e);
             l.n = k;
             list_free(&l);
@@ -356,7 +340,7 @@ static int store(const dsp_param_def *def, void *priv,
     if (def->type == DSP_PARAM_LIST)
         return store_list(def, priv, items, n, check_exist, err, hint);
     if (n != 1) {
-        *err = xprintf("expects a single %s, not a list", type_name(def->type));
+        *err = dspi_fmt("expects a single %s, not a list", type_name(def->type));
         return DSP_EINVAL;
     }
     if ((ret = parse_scalar(def, def->type, items[0], check_exist, &v, err,
@@ -560,16 +544,16 @@ static int check_one(const dsp_op_def *op, int k, void *scratch, char **why)
     }
     for (int j = 0; j < k; j++) {
         if (strcmp(op->params[j].name, def->name) == 0) {
-            *why = xprintf("declared twice (entries %d and %d)", j + 1, k + 1);
+            *why = dspi_fmt("declared twice (entries %d and %d)", j + 1, k + 1);
             return DSP_EABI;
         }
     }
     if (!scalar_type_ok(def->type) && def->type != DSP_PARAM_LIST) {
-        *why = xprintf("unknown type %d", (int)def->type);
+        *why = dspi_fmt("unknown type %d", (int)def->type);
         return DSP_EABI;
     }
     if (def->type == DSP_PARAM_LIST && !elem_type_ok(def->elem)) {
-        *why = xprintf("a list needs elem INT, FLOAT, STRING or PATH (got %d)",
+        *why = dspi_fmt("a list needs elem INT, FLOAT, STRING or PATH (got %d)",
                        (int)def->elem);
         return DSP_EABI;
     }
@@ -578,11 +562,11 @@ static int check_one(const dsp_op_def *op, int k, void *scratch, char **why)
         return DSP_EABI;
     }
     if (has_range(def) && !(def->min <= def->max)) {
-        *why = xprintf("min %g is above max %g", def->min, def->max);
+        *why = dspi_fmt("min %g is above max %g", def->min, def->max);
         return DSP_EABI;
     }
     if (def->offset + storage_size(def->type) > op->priv_size) {
-        *why = xprintf("offset %zu + %zu bytes lies outside priv_size %zu",
+        *why = dspi_fmt("offset %zu + %zu bytes lies outside priv_size %zu",
                        def->offset, storage_size(def->type), op->priv_size);
         return DSP_EABI;
     }
@@ -592,7 +576,7 @@ static int check_one(const dsp_op_def *op, int k, void *scratch, char **why)
     if (ret == DSP_ENOMEM)
         return ret;
     if (ret < 0)
-        *why = xprintf("default '%s' is invalid: %s", def->def, e ? e : "");
+        *why = dspi_fmt("default '%s' is invalid: %s", def->def, e ? e : "");
     free(e);
     free(h);
     return ret < 0 ? DSP_EABI : 0;
@@ -620,7 +604,7 @@ int dspi_params_check_table(const dsp_op_def *op, char **err)
         param_free_one(&op->params[j], scratch);
     free(scratch);
     if (ret == DSP_EABI)
-        *err = xprintf("operator '%s': parameter '%s': %s",
+        *err = dspi_fmt("operator '%s': parameter '%s': %s",
                        op->name ? op->name : "?",
                        op->params[k].name ? op->params[k].name : "?",
                        why ? why : "invalid");

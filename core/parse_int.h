@@ -154,8 +154,6 @@ int dspi_pfile_bind(dspi_pfile *pf, const dsp_pipe_args *args);
 /* Record an error at `at`; hint is taken over (malloc'd or NULL). */
 void dspi_diag_add(dspi_pfile *pf, dspi_span at, char *hint,
                    const char *fmt, ...) DSP_PRINTF(4, 5);
-/* malloc'd printf, NULL on OOM. */
-char *dspi_fmt(const char *fmt, ...) DSP_PRINTF(1, 2);
 /* "a, b, c" of n names (malloc'd). */
 char *dspi_join_names(const char *const *names, int n);
 /* Every diagnostic, sorted by position, as one text (malloc'd). */

@@ -110,3 +110,18 @@ void dspi_str_free(dspi_str *b)
     b->len = b->cap = 0;
     b->oom = 0;
 }
+
+char *dspi_fmt(const char *fmt, ...)
+{
+    dspi_str b = { 0 };
+    va_list ap;
+
+    va_start(ap, fmt);
+    dspi_str_vprintf(&b, fmt, ap);
+    va_end(ap);
+    if (b.oom) {
+        dspi_str_free(&b);
+        return NULL;
+    }
+    return dspi_str_take(&b);
+}
