@@ -112,15 +112,18 @@ int dsp_buffer_map_file(const char *path, dsp_buffer **out)
     *out = NULL;
     if (!path)
         return DSP_EINVAL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return errno_to_dsp(errno);
     if (fstat(fd, &st) < 0) {
         err = errno_to_dsp(errno);
         goto fail_fd;
     }
-    if (S_ISDIR(st.st_mode)) {
-        errno = EISDIR;
+    /* a directory, FIFO, socket or device (whose size reads 0) is no file
+     * to map */
+    if (!S_ISREG(st.st_mode)) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         err = DSP_EINVAL;
         goto fail_fd;
     }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "internal.h"
 
 /* Alignment of everything dsp_malloc hands out: a cache line, and enough
@@ -218,4 +220,13 @@ char *dsp_strdup(const char *s)
     if (d)
         memcpy(d, s, n);
     return d;
+}
+
+void dspi_json_free(void *p)
+{
+    json_malloc_t m;
+    json_free_t f;
+
+    json_get_alloc_funcs(&m, &f);
+    (f ? f : free)(p);
 }

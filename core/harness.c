@@ -72,13 +72,69 @@ static int collect(dsp_harness *h, int err)
     return err;
 }
 
+/* Split "[a, "b, c", d]" into its items, quotes removed (\" and \\ kept
+ * as escapes), as the .pipe language reads a list. Items point into text,
+ * which is modified. Returns the count, or -1 on OOM or a bad quote. */
+static int split_list(char *text, char ***items)
+{
+    char **v = NULL, *r = text, *w = text, *start = text;
+    int n = 0, cap = 0, quoted = 0;
+
+    for (;; r++) {
+        if (quoted) {
+            if (!*r)
+                goto bad;
+            if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+                *w++ = *++r;
+            else if (*r == '"')
+                quoted = 0;
+            else
+                *w++ = *r;
+            continue;
+        }
+        if (*r == '"') {
+            quoted = 1;
+            continue;
+        }
+        if (*r && *r != ',') {
+            if (*r != ' ' || w != start)    /* leading blanks go */
+                *w++ = *r;
+            continue;
+        }
+        while (w > start && w[-1] == ' ')   /* trailing blanks go */
+            w--;
+        if (n == cap) {
+            char **nv = realloc(v, (cap = cap ? 2 * cap : 8) * sizeof(*nv));
+            if (!nv)
+                goto bad;
+            v = nv;
+        }
+        v[n++] = start;
+        if (!*r) {
+            *w = 0;
+            break;
+        }
+        *w++ = 0;
+        start = w;
+    }
+    /* "[]" is the empty list, not one empty item */
+    if (n == 1 && !v[0][0])
+        n = 0;
+    *items = v;
+    return n;
+bad:
+    free(v);
+    return -1;
+}
+
 /* "name=value" or "name=[a, b, "c d"]" into the parameter's storage. */
 static int store_param(dsp_harness *h, const char *spec, unsigned char *given)
 {
     const dsp_op_def *op = h->g.op;
     const char *eq = strchr(spec, '=');
-    char *name, *val, *items[256], *err = NULL, *hint = NULL;
-    int n = 0, idx = -1, rc;
+    char *name, *val, **items = NULL, *one[1], *err = NULL, *hint = NULL;
+    int n = 1, idx = -1, rc;
+    size_t len;
 
     if (!eq) {
         dspi_set_error(h->ctx, "harness: parameter '%s' is not name=value", spec);
@@ -97,23 +153,19 @@ static int store_param(dsp_harness *h, const char *spec, unsigned char *given)
         free(val);
         return DSP_ENOENT;
     }
-    if (val[0] == '[' && val[strlen(val) - 1] == ']') {
-        char *save = NULL;
-        val[strlen(val) - 1] = 0;
-        for (char *tok = strtok_r(val + 1, ",", &save); tok && n < 256;
-             tok = strtok_r(NULL, ",", &save)) {
-            while (*tok == ' ')
-                tok++;
-            for (char *e = tok + strlen(tok); e > tok && e[-1] == ' ';)
-                *--e = 0;
-            if (tok[0] == '"' && strlen(tok) >= 2 && tok[strlen(tok) - 1] == '"') {
-                tok[strlen(tok) - 1] = 0;
-                tok++;
-            }
-            items[n++] = tok;
+    len = strlen(val);
+    if (len >= 2 && val[0] == '[' && val[len - 1] == ']') {
+        val[len - 1] = 0;
+        if ((n = split_list(val + 1, &items)) < 0) {
+            dspi_set_error(h->ctx, "harness: %s %s: unterminated quote in a list", op->name,
+                           name);
+            free(name);
+            free(val);
+            return DSP_EINVAL;
         }
     } else {
-        items[n++] = val;
+        one[0] = val;
+        items = one;
     }
     rc = dspi_param_store(&op->params[idx], h->g.priv, (const char *const *)items, n, ".",
                           &err, &hint);
@@ -122,6 +174,8 @@ static int store_param(dsp_harness *h, const char *spec, unsigned char *given)
                        hint ? "; " : "", hint ? hint : "");
     else
         given[idx] = 1;
+    if (items != one)
+        free(items);
     free(err);
     free(hint);
     free(name);
@@ -135,7 +189,7 @@ int dsp_harness_new(dsp_context *ctx, const char *op_name, const char *const *pa
     const dsp_op_def *op = dsp_context_find_op(ctx, op_name);
     dsp_harness *h;
     unsigned char *given = NULL;
-    int n_params = 0, n_out = 0, err;
+    int n_params = 0, n_out = 0, n_ports = 0, variadic, err;
     dsp_device cpu = { DSP_DEVICE_CPU, 0 };
 
     *out = NULL;
@@ -147,6 +201,18 @@ int dsp_harness_new(dsp_context *ctx, const char *op_name, const char *const *pa
         n_params++;
     while (op->outputs && op->outputs[n_out].name)
         n_out++;
+    while (op->inputs && op->inputs[n_ports].name)
+        n_ports++;
+    /* one slot per input port; a variadic last port takes any number (also
+     * none when it is optional) */
+    variadic = n_ports && (op->inputs[n_ports - 1].flags & DSP_PORT_VARIADIC);
+    if (variadic ? n_inputs < n_ports - 1 : n_inputs != n_ports) {
+        dspi_set_error(ctx, "harness: %s has %d input port%s%s; %d input slot%s asked for",
+                       op->name, n_ports, n_ports == 1 ? "" : "s",
+                       variadic ? " (the last variadic)" : "", n_inputs,
+                       n_inputs == 1 ? "" : "s");
+        return DSP_EINVAL;
+    }
     if (!(h = calloc(1, sizeof(*h))))
         return DSP_ENOMEM;
     h->ctx = ctx;
@@ -195,7 +261,7 @@ fail:
 
 int dsp_harness_push(dsp_harness *h, int slot, dsp_packet *pkt)
 {
-    dsp_packet *stack[16], **in = stack;
+    dsp_packet *stack[16] = { 0 }, **in = stack;
     int n_in = h->node.n_in, err;
 
     if (slot < 0 || slot >= n_in) {

@@ -183,6 +183,10 @@ int dspi_buffer_new_device(dsp_device dev, void *ptr, size_t size,
  * (dsp_packet_is_writable is 0, set/remove_tensor give DSP_ESTATE). */
 void dspi_packet_freeze(dsp_packet *p);
 
+/* Free what jansson allocated (json_dumps): with jansson's own allocator,
+ * which an embedding program may have replaced (common.c). */
+void dspi_json_free(void *p);
+
 /* ---- atomic output files (outfile.c) ---------------------------------- */
 
 /* dsp_outfile_open/commit without a node: on failure *errmsg is a

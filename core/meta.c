@@ -182,11 +182,18 @@ int dsp_meta_update(dsp_meta *dst, const dsp_meta *src)
         return DSP_EINVAL;
     if (dst == src)
         return 0;
-    json_object_foreach(J(src), key, v) {
-        if ((err = meta_set(dst, key, json_deep_copy(v))) < 0)
-            return err;
+    /* src may be a dictionary inside dst that the writes below replace:
+     * iterate over a copy taken first */
+    json_t *copy = json_deep_copy(CJ(src));
+    if (!copy)
+        return DSP_ENOMEM;
+    err = 0;
+    json_object_foreach(copy, key, v) {
+        if ((err = meta_set(dst, key, json_incref(v))) < 0)
+            break;
     }
-    return 0;
+    json_decref(copy);
+    return err < 0 ? err : 0;
 }
 
 int dsp_meta_remove(dsp_meta *m, const char *key)
@@ -321,6 +328,6 @@ char *dsp_meta_to_json(const dsp_meta *m)
     if (!text)
         return NULL;
     copy = dsp_strdup(text);
-    free(text);
+    dspi_json_free(text);
     return copy;
 }

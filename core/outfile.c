@@ -42,13 +42,20 @@ static int make_parent_dirs(const char *path)
 
 /* Like mkstemp, but created 0666 so the process umask applies (mkstemp
  * makes 0600, and changing the umask to restore it would race with other
- * threads creating files). tmpl ends in XXXXXX. */
+ * threads creating files). The last XXXXXX of tmpl is replaced. */
 static int open_unique(char *tmpl)
 {
     static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     static atomic_uint counter;
-    size_t n = strlen(tmpl);
-    char *x = tmpl + n - 6;
+    char *x = strstr(tmpl, "XXXXXX"), *next;
+
+    /* the last run of X's (a directory may contain some too) */
+    while (x && (next = strstr(x + 1, "XXXXXX")))
+        x = next;
+    if (!x) {
+        errno = EINVAL;
+        return -1;
+    }
 
     for (int attempt = 0; attempt < 100; attempt++) {
         uint64_t v = (uint64_t)getpid() * 2654435761u ^ (uint64_t)dspi_now_ns() ^
@@ -86,7 +93,7 @@ int dspi_outfile_open(const char *path, dsp_outfile **out, char **errmsg)
     }
     if ((e = make_parent_dirs(path))) {
         *errmsg = errstr("%s: cannot create its %s: %s", path, "directory", e);
-        return DSP_EIO;
+        return e == ENOMEM ? DSP_ENOMEM : DSP_EIO;
     }
     if (!(f = calloc(1, sizeof(*f))) || !(f->path = strdup(path))) {
         free(f);
@@ -95,8 +102,13 @@ int dspi_outfile_open(const char *path, dsp_outfile **out, char **errmsg)
     /* hidden, in the same directory: rename() stays atomic (same
      * filesystem) and a directory listing never picks up a partial file */
     slash = strrchr(path, '/');
-    dspi_str_printf(&tmp, "%.*s.%s.tmp-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,
-                    slash ? slash + 1 : path);
+    /* a name near NAME_MAX (255) has no room for the decoration: then a
+     * short hidden name in the same directory */
+    if (strlen(slash ? slash + 1 : path) > 200)
+        dspi_str_printf(&tmp, "%.*s.dsp-XXXXXX.tmp", slash ? (int)(slash - path + 1) : 0, path);
+    else
+        dspi_str_printf(&tmp, "%.*s.%s.tmp-XXXXXX", slash ? (int)(slash - path + 1) : 0, path,
+                        slash ? slash + 1 : path);
     if (tmp.oom) {
         dspi_str_free(&tmp);
         free(f->path);

@@ -89,7 +89,7 @@ static void write_error_record(dspi_sched *s, const dsp_node *n, int64_t item,
         /* one flushed line per failure: a crash later loses nothing */
         fprintf(s->errors_fp, "%s\n", line);
         fflush(s->errors_fp);
-        free(line);
+        dspi_json_free(line);
     }
     json_decref(rec);
 }

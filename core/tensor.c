@@ -69,13 +69,17 @@ static int check_shape(dsp_dtype dtype, int ndim, const int64_t *shape,
         if (shape[i] == 0)
             zero = 1;
     }
+    /* the non-zero dims must multiply within range even when some dim is
+     * 0: strides are products of them */
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] && __builtin_mul_overflow(n, shape[i], &n))
+            return DSP_EINVAL;
+    }
+    if ((uint64_t)n > SIZE_MAX / esize || n > INT64_MAX / (int64_t)esize)
+        return DSP_EINVAL;
     if (zero) {
         *numel = 0;
         return 0;
-    }
-    for (int i = 0; i < ndim; i++) {
-        if (__builtin_mul_overflow(n, shape[i], &n))
-            return DSP_EINVAL;
     }
     if ((uint64_t)n > SIZE_MAX / esize || n > INT64_MAX / (int64_t)esize)
         return DSP_EINVAL;

@@ -519,6 +519,7 @@ int dsp_npy_write(const char *path, const dsp_tensor *t, char **errmsg)
         return err;
     }
     FILE *fp = dsp_outfile_stream(of);
+    errno = 0;                          /* what the writes leave is theirs */
     fwrite(pre, 1, sizeof pre, fp);
     fwrite(dict, 1, (size_t)len, fp);
     for (size_t i = 10 + (size_t)len; i < padded - 1; i++)

@@ -463,7 +463,7 @@ static json_t *st_metadata_json(const dsp_meta *m)
         } else {
             char *enc = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             s = enc ? json_string(enc) : NULL;
-            free(enc);
+            dspi_json_free(enc);
         }
         if (!s || json_object_set_new(dst, key, s) < 0) {
             json_decref(src);
@@ -494,8 +494,9 @@ static json_t *st_entry_json(const dsp_tensor *t, uint64_t begin, uint64_t end)
     for (int d = 0; !bad && d < t->ndim; d++)
         bad = json_array_append_new(shape, json_integer(t->shape[d])) < 0;
     if (!bad)
-        bad = json_object_set_new(o, "dtype", json_string(st_dtype_name(t->dtype))) < 0 ||
-              json_object_set_new(o, "shape", shape) < 0 ||
+        /* shape first: json_object_set_new takes it even when it fails */
+        bad = json_object_set_new(o, "shape", shape) < 0 ||
+              json_object_set_new(o, "dtype", json_string(st_dtype_name(t->dtype))) < 0 ||
               json_object_set_new(o, "data_offsets", json_pair(begin, end)) < 0;
     else
         json_decref(shape);
@@ -574,7 +575,7 @@ int dsp_safetensors_write(const char *path, const char *const *names,
         }
         off += nb;
     }
-    text = json_dumps(root, JSON_COMPACT);
+    text = json_dumps(root, JSON_COMPACT);   /* freed with dspi_json_free */
     if (!text)
         goto oom;
 
@@ -592,6 +593,7 @@ int dsp_safetensors_write(const char *path, const char *const *names,
         goto out;
     }
     FILE *fp = dsp_outfile_stream(of);
+    errno = 0;                          /* what the writes leave is theirs */
     fwrite(len8, 1, 8, fp);
     fwrite(text, 1, hlen, fp);
     for (size_t i = hlen; i < padded; i++)
@@ -612,7 +614,7 @@ int dsp_safetensors_write(const char *path, const char *const *names,
 oom:
     err = dspi_tio_error(errmsg, DSP_ENOMEM, "%s: out of memory", path);
 out:
-    free(text);
+    dspi_json_free(text);
     json_decref(root);
     free(order);
     return err;

@@ -93,8 +93,9 @@ static json_t *tensor_json(const dsp_tensor *t, int64_t max_values)
         json_decref(o);
         return NULL;
     }
-    bad = json_object_set_new(o, "dtype", json_string(dsp_dtype_name(t->dtype))) < 0 ||
-          json_object_set_new(o, "shape", shape) < 0;
+    /* shape first: json_object_set_new takes it even when it fails */
+    bad = json_object_set_new(o, "shape", shape) < 0 ||
+          json_object_set_new(o, "dtype", json_string(dsp_dtype_name(t->dtype))) < 0;
     /* data of a GPU tensor is not addressable here: shape and dtype only */
     if (!bad && t->device.type == DSP_DEVICE_CPU && dsp_tensor_numel(t) <= max_values)
         bad = json_object_set_new(o, "data", tensor_values(t)) < 0;

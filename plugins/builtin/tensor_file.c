@@ -2,6 +2,7 @@
 #include "builtin.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,15 @@ typedef enum { FILE_UNKNOWN, FILE_NPY, FILE_SAFETENSORS } tensor_file_kind;
 static int sniff(dsp_node *node, const char *path, tensor_file_kind *kind)
 {
     unsigned char head[9];
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
+    struct stat st;
+    FILE *fp;
+
+    /* a FIFO would block the read below, a device reads forever */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return dsp_node_fail(node, DSP_EINVAL, "%s: not a regular file (a %s)", path,
+                             S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode)
+                             ? "FIFO" : "device or socket");
+    if (!(fp = fopen(path, "rb")))
         return dsp_node_fail(node, errno == ENOENT ? DSP_ENOENT : DSP_EIO,
                              "%s: cannot open: %s", path, strerror(errno));
     size_t n = fread(head, 1, sizeof head, fp);

@@ -98,17 +98,29 @@ static int tensor_write_init(dsp_node *node)
     return 0;
 }
 
-/* The file name's stem: basename without its last extension. */
-static void stem_of(const char *path, char *dst, size_t n)
+/* A template value must not steer the file out of the template's
+ * directory: '/' becomes '_', and "." or ".." become "_". Malloc'd. */
+static char *path_component(const char *v, size_t len)
+{
+    char *c = strndup(v, len);
+    if (!c)
+        return NULL;
+    for (char *q = c; *q; q++)
+        if (*q == '/')
+            *q = '_';
+    if (strcmp(c, ".") == 0 || strcmp(c, "..") == 0)
+        strcpy(c, "_");
+    return c;
+}
+
+/* The file name's stem (basename without its last extension), made safe
+ * as a path component. Malloc'd. */
+static char *stem_of(const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     const char *dot = strrchr(base, '.');
-    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
-    if (len >= n)
-        len = n - 1;
-    memcpy(dst, base, len);
-    dst[len] = '\0';
+    return path_component(base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
 }
 
 /* Expand the template; NULL on OOM. */
@@ -121,15 +133,9 @@ static char *expand(const tensor_write_ctx *c, const dsp_packet *p,
     snprintf(num, sizeof num, "%" PRId64, dsp_packet_item(p));
     char part[32];
     snprintf(part, sizeof part, "%" PRId64, dsp_packet_part(p));
-    /* a tensor name must not steer the file out of the template's
-     * directory: '/' becomes '_' and "." / ".." become "_" */
-    char safe[256];
-    snprintf(safe, sizeof safe, "%s", name ? name : "");
-    for (char *q = safe; *q; q++)
-        if (*q == '/')
-            *q = '_';
-    if (strcmp(safe, ".") == 0 || strcmp(safe, "..") == 0)
-        strcpy(safe, "_");
+    char *safe = path_component(name ? name : "", name ? strlen(name) : 0);
+    if (!safe)
+        return NULL;
     vals[0] = num;
     vals[1] = part;
     vals[2] = stem;
@@ -139,8 +145,10 @@ static char *expand(const tensor_write_ctx *c, const dsp_packet *p,
     char *out = NULL;
     for (;;) {
         free(out);
-        if (!(out = malloc(cap)))
+        if (!(out = malloc(cap))) {
+            free(safe);
             return NULL;
+        }
         size_t o = 0;
         int overflow = 0;
         for (const char *s = c->path; *s && !overflow; ) {
@@ -172,35 +180,11 @@ static char *expand(const tensor_write_ctx *c, const dsp_packet *p,
         }
         if (!overflow) {
             out[o] = '\0';
+            free(safe);
             return out;
         }
         cap *= 2;
     }
-}
-
-static int mkdirs_for(const char *path)
-{
-    char *dir = strdup(path);
-    if (!dir)
-        return DSP_ENOMEM;
-    char *sl = strrchr(dir, '/');
-    int err = 0;
-    if (sl && sl != dir) {
-        *sl = '\0';
-        for (char *p = dir + 1; !err; p++) {
-            if (*p != '/' && *p != '\0')
-                continue;
-            char save = *p;
-            *p = '\0';
-            if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-                err = DSP_EIO;
-            *p = save;
-            if (!save)
-                break;
-        }
-    }
-    free(dir);
-    return err;
 }
 
 static int find_written(const tensor_write_ctx *c, const char *path, size_t *pos)
@@ -255,9 +239,6 @@ static int write_one(dsp_node *node, tensor_write_ctx *c, const dsp_packet *p,
                              "file); make path '%s' unique, e.g. with {item} or "
                              "{stem}", file, dsp_packet_item(p), dsp_packet_part(p),
                              c->path);
-    if (mkdirs_for(file) < 0)
-        return dsp_node_fail(node, DSP_EIO, "%s: cannot create its directory: %s",
-                             file, strerror(errno));
     char *why = NULL;
     int err = c->fmt == FORMAT_NPY
                   ? dsp_npy_write(file, tensors[0], &why)
@@ -290,14 +271,17 @@ static int tensor_write_process(dsp_node *node, dsp_packet **in)
                              "{name}: add {name} (one .npy per tensor) or write "
                              "format=safetensors", dsp_packet_item(p), n, c->path);
 
-    char stem[256];
+    char *stem, num[32];
     const char *src = NULL;
     const dsp_meta *m = dsp_packet_meta_const(p);
+    snprintf(num, sizeof num, "%" PRId64, dsp_packet_item(p));
     if (dsp_meta_get_str(m, "path", &src) == 0 ||
         dsp_meta_get_str(m, "source", &src) == 0)
-        stem_of(src, stem, sizeof stem);
+        stem = stem_of(src);
     else
-        snprintf(stem, sizeof stem, "%" PRId64, dsp_packet_item(p));
+        stem = strdup(num);
+    if (!stem)
+        return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
 
     const char **names = calloc((size_t)n, sizeof *names);
     dsp_tensor **tensors = calloc((size_t)n, sizeof *tensors);
@@ -323,6 +307,7 @@ static int tensor_write_process(dsp_node *node, dsp_packet **in)
         }
     }
 out:
+    free(stem);
     free(names);
     free(tensors);
     return err;

@@ -73,7 +73,8 @@ DSP_API int dsp_buffer_wrap(void *data, size_t size, int readonly,
                             void *opaque, dsp_buffer **out);
 
 /* Map a whole file read-only. Returns 0, DSP_ENOENT (no such file),
- * DSP_EINVAL (a directory) or DSP_EIO; on failure errno is left set so the
+ * DSP_EINVAL (a directory, FIFO, device: not a regular file) or DSP_EIO;
+ * on failure errno is left set so the
  * caller can put strerror(errno) in its message. A zero-length file gives
  * an empty buffer (data NULL, size 0). */
 DSP_API int dsp_buffer_map_file(const char *path, dsp_buffer **out);

@@ -62,7 +62,8 @@ DSP_API int dsp_npy_read(const char *path, dsp_tensor **out, char **errmsg);
 
 /* Write t (borrowed) as a format 1.0 .npy file in C order, little-endian
  * for multi-byte types, atomically (temporary file + rename in the target's
- * directory, which must exist). Strided tensors are written in C order.
+ * directory; missing directories are created, and stay if the write then
+ * fails). Strided tensors are written in C order.
  * Any dtype except bf16, which NumPy has no type for: convert it to f32
  * first (DSP_EUNSUPPORTED). CPU tensors only (DSP_EDEVICE otherwise).
  *
@@ -125,8 +126,9 @@ DSP_API const char *dsp_safetensors_metadata_key(const dsp_safetensors *st,
                                                  int i);
 
 /* Write n tensors (borrowed) under names as one .safetensors file,
- * atomically (temporary file + rename in the target's directory, which
- * must exist). Names must be unique, non-empty and not "__metadata__".
+ * atomically (temporary file + rename in the target's directory; missing
+ * directories are created). Names must be unique, non-empty and not
+ * "__metadata__".
  * Strided tensors are written contiguously (C order). Tensors are laid out
  * by decreasing element size, then in the given order, so every tensor's
  * data is aligned to its element size; the JSON header is padded with
