@@ -1,0 +1,95 @@
+/* ops_int.h - the compute-backend table behind dspipe/ops.h and the CPU kernels' helpers (not API). */
+#ifndef DSPIPE_OPS_INT_H
+#define DSPIPE_OPS_INT_H
+
+#include <stdint.h>
+#include "dspipe/ops.h"
+
+/* A broadcast operand: base pointer and element strides aligned to the
+ * output's dims (0 where the operand is broadcast). ndim is the output's. */
+typedef struct dspi_bview {
+    const void *data;
+    dsp_dtype dtype;
+    int ndim;
+    int64_t shape[DSP_MAX_DIMS];    /* the output's shape */
+    int64_t stride[DSP_MAX_DIMS];   /* elements, 0 on broadcast dims */
+} dspi_bview;
+
+/* One compute backend: ops.c checks arguments, shapes, dtypes and devices,
+ * allocates the output, makes strided operands contiguous where a kernel
+ * needs that, and then calls one of these. Kernels see plain pointers:
+ * f32 activations, weights as f32/f16/bf16 (wdt), contiguous unless a
+ * dspi_bview says otherwise. They return 0 or a negative DSP_E* code
+ * (DSP_ENOMEM for scratch) and never set the error message themselves.
+ * A NULL entry means "not supported here" so a dispatcher can fall back. */
+typedef struct dspi_ops_backend {
+    const char *name;
+    /* y[M,N] = x[M,K] · w[N,K]ᵀ (+ b[N], b in bdt, may be NULL) */
+    int (*linear)(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,
+                  int64_t N, const void *b, dsp_dtype bdt, float *y);
+    /* c[batch][m,n] = a[batch][m,k] · b[batch]; a_off/b_off give each batch's
+     * element offset (broadcast batches repeat offsets); b is [k,n] or [n,k] */
+    int (*matmul)(const float *a, const float *b, int64_t nbatch, const int64_t *a_off,
+                  const int64_t *b_off, int64_t m, int64_t k, int64_t n, int transpose_b,
+                  float *c);
+    /* out[i,:] = table[ids[i],:]; ids already range-checked; table strides s0/s1 */
+    int (*embedding)(const void *ids, dsp_dtype idt, int64_t nids, const void *table,
+                     dsp_dtype tdt, int64_t s0, int64_t s1, int64_t dim, float *out);
+    /* rows of x [rows, n] with an optional mask view over x's shape */
+    int (*softmax)(const float *x, const dspi_bview *mask, int64_t rows, int64_t n,
+                   float *out);
+    int (*layernorm)(const float *x, int64_t rows, int64_t n, const void *w, const void *b,
+                     dsp_dtype wdt, dsp_dtype bdt, float eps, float *out);
+    int (*rmsnorm)(const float *x, int64_t rows, int64_t n, const void *w, dsp_dtype wdt,
+                   float eps, float *out);
+    int (*gelu)(const float *x, int64_t n, dsp_gelu_kind kind, float *out);
+    int (*silu)(const float *x, int64_t n, float *out);
+    int (*swiglu)(const float *gate, const float *up, int64_t n, float *out);
+    /* out = a (contiguous, total elements of the view's shape) op b (view) */
+    int (*add)(const float *a, const dspi_bview *b, float *out);
+    int (*mul)(const float *a, const dspi_bview *b, float *out);
+    /* x [batch, heads, seq, hd] contiguous; pos (i32/i64) [seq] or [batch, seq] */
+    int (*rope)(const float *x, int64_t batch, int64_t heads, int64_t seq, int64_t hd,
+                const void *pos, dsp_dtype pdt, int pos_batched, float base, int rot_dims,
+                float *out);
+} dspi_ops_backend;
+
+extern const dspi_ops_backend dspi_ops_cpu;
+
+/* ---- CPU helpers shared by the kernel files (cpu/convert.c) ------------- */
+float dspi_f16_to_f32(uint16_t h);
+float dspi_bf16_to_f32(uint16_t h);
+/* n elements of a float vector in dt (f32/f16/bf16) starting at element
+ * offset first, element stride step, into dst as f32. */
+void dspi_load_f32(float *dst, const void *src, dsp_dtype dt, int64_t first, int64_t step,
+                   int64_t n);
+
+/* y[M,N] = A[M,K] · op(B) with B [N,K] (trans_b) or [K,N], row-major, ldc = N;
+ * OpenBLAS above a measured size, a direct loop below it (cpu/gemm.c). */
+void dspi_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                const float *B, int64_t ldb, float *C, int64_t ldc);
+
+/* The CPU kernels (files under cpu/), gathered into dspi_ops_cpu by cpu/backend.c. */
+int dspi_cpu_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,
+                    int64_t N, const void *b, dsp_dtype bdt, float *y);
+int dspi_cpu_matmul(const float *a, const float *b, int64_t nbatch, const int64_t *a_off,
+                    const int64_t *b_off, int64_t m, int64_t k, int64_t n, int transpose_b,
+                    float *c);
+int dspi_cpu_softmax(const float *x, const dspi_bview *mask, int64_t rows, int64_t n,
+                     float *out);
+int dspi_cpu_layernorm(const float *x, int64_t rows, int64_t n, const void *w, const void *b,
+                       dsp_dtype wdt, dsp_dtype bdt, float eps, float *out);
+int dspi_cpu_rmsnorm(const float *x, int64_t rows, int64_t n, const void *w, dsp_dtype wdt,
+                     float eps, float *out);
+int dspi_cpu_gelu(const float *x, int64_t n, dsp_gelu_kind kind, float *out);
+int dspi_cpu_silu(const float *x, int64_t n, float *out);
+int dspi_cpu_swiglu(const float *gate, const float *up, int64_t n, float *out);
+int dspi_cpu_add(const float *a, const dspi_bview *b, float *out);
+int dspi_cpu_mul(const float *a, const dspi_bview *b, float *out);
+int dspi_cpu_embedding(const void *ids, dsp_dtype idt, int64_t nids, const void *table,
+                       dsp_dtype tdt, int64_t s0, int64_t s1, int64_t dim, float *out);
+int dspi_cpu_rope(const float *x, int64_t batch, int64_t heads, int64_t seq, int64_t hd,
+                  const void *pos, dsp_dtype pdt, int pos_batched, float base, int rot_dims,
+                  float *out);
+
+#endif /* DSPIPE_OPS_INT_H */
