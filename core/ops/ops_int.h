@@ -56,6 +56,49 @@ typedef struct dspi_ops_backend {
 
 extern const dspi_ops_backend dspi_ops_cpu;
 
+/* ---- one operator call (call.c): every entry point runs
+ *   dspi_op_begin -> checks (dspi_op_need*, dspi_op_fail) -> dspi_op_backend
+ *   -> dspi_op_output -> kernel -> dspi_op_finish,
+ * so messages, device checks and output rules are the same everywhere. */
+/* State of one operator call: the result tensor and the contiguous copies
+ * made of strided inputs, released together by dspi_op_finish. */
+typedef struct dspi_opcall {
+    const char *op;
+    dsp_tensor *res;
+    int allocated;              /* res is ours until handed to *out */
+    dsp_tensor *tmp[8];
+    int ntmp;
+} dspi_opcall;
+
+/* "[64, 32]" */
+typedef struct dspi_shapestr {
+    char s[160];
+} dspi_shapestr;
+
+void dspi_op_begin(dspi_opcall *c, const char *op);
+/* Set the thread's message to "op: ..." and return code. */
+int dspi_op_fail(dspi_opcall *c, int code, const char *fmt, ...) DSP_PRINTF(3, 4);
+dspi_shapestr dspi_dims_str(int ndim, const int64_t *shape);
+dspi_shapestr dspi_shape_str(const dsp_tensor *t);
+int dspi_is_float_dtype(dsp_dtype dt);
+int64_t dspi_prod(const int64_t *shape, int n);
+int dspi_op_need(dspi_opcall *c, const dsp_tensor *t, const char *name);
+int dspi_op_need_dtype(dspi_opcall *c, const dsp_tensor *t, const char *name, int ok,
+                       const char *expected);
+/* The backend for the tensors ts[0..n) and *out (all on one device). */
+const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
+                                        const dsp_tensor *const *ts, int n, int *rc);
+/* t's data laid out contiguously (a copy kept until dspi_op_finish). */
+const void *dspi_op_contig(dspi_opcall *c, const dsp_tensor *t, int *rc);
+/* The result: *out when given (checked), else a new contiguous f32 tensor. */
+int dspi_op_output(dspi_opcall *c, dsp_tensor **out, int ndim, const int64_t *shape);
+int dspi_op_finish(dspi_opcall *c, int rc, dsp_tensor **out);
+float *dspi_op_res(dspi_opcall *c);
+/* View of b broadcast to a's shape (b's dims align with a's trailing dims). */
+int dspi_op_broadcast(dspi_opcall *c, const dsp_tensor *b, const char *bname,
+                      const dsp_tensor *a, const char *aname, dspi_bview *v);
+
+
 /* ---- CPU helpers shared by the kernel files (cpu/convert.c) ------------- */
 float dspi_f16_to_f32(uint16_t h);
 float dspi_bf16_to_f32(uint16_t h);

@@ -93,6 +93,195 @@ DSP_API int dsp_mul(const dsp_tensor *a, const dsp_tensor *b, dsp_tensor **out);
 DSP_API int dsp_rope(const dsp_tensor *x, const dsp_tensor *pos, float base, int rot_dims,
                      dsp_tensor **out);
 
+
+/* ---------------------------------------------------------------------------
+ * Attention. q [batch, q_heads, q_len, head_dim]; k and v [batch, kv_heads,
+ * k_len, head_dim] with q_heads a multiple of kv_heads (grouped / multi-query
+ * attention: query head h reads kv head h / (q_heads / kv_heads)). Result
+ * [batch, q_heads, q_len, head_dim]. Query i sits at key position
+ * q_offset + i (0 for a prompt; the cache length when decoding). Memory stays
+ * linear in the sequence length: full and causal attention are tiled over
+ * keys with an online softmax (no q_len x k_len matrix), local, hybrid and
+ * top-k attention touch only the keys a query can see.
+ * ------------------------------------------------------------------------- */
+typedef enum dsp_attn_kind {
+    DSP_ATTN_FULL = 0,          /* every key (minus key_mask)                 */
+    DSP_ATTN_CAUSAL,            /* keys at positions <= the query's           */
+    DSP_ATTN_LOCAL,             /* |query pos - key pos| < window (and causal
+                                   when .causal): sliding-window attention   */
+    DSP_ATTN_HYBRID,            /* LOCAL, plus global tokens: the positions in
+                                   .global see and are seen by every token   */
+    DSP_ATTN_TOPK               /* each query keeps its .topk best-scoring keys
+                                   (among those causal/key_mask allow)        */
+} dsp_attn_kind;
+
+typedef struct dsp_attn_opts {
+    dsp_attn_kind kind;
+    float scale;                /* 0: 1/sqrt(head_dim)                         */
+    int causal;                 /* LOCAL/HYBRID/TOPK: also keys <= query only  */
+    int window;                 /* LOCAL/HYBRID                                */
+    const int64_t *global;      /* HYBRID: key/query positions that are global */
+    int n_global;
+    int topk;                   /* TOPK                                        */
+    int64_t q_offset;
+    const dsp_tensor *key_mask; /* NULL or u8 [batch, k_len]: 0 = padding      */
+} dsp_attn_opts;
+
+/* A query that can see no key at all gets zeros. */
+DSP_API int dsp_attention(const dsp_tensor *q, const dsp_tensor *k, const dsp_tensor *v,
+                          const dsp_attn_opts *opts, dsp_tensor **out);
+
+/* A KV cache: per sequence, keys and values [kv_heads, len, head_dim] that
+ * grow by appends up to a fixed capacity (no reallocation while decoding). */
+typedef struct dsp_kv_cache dsp_kv_cache;
+DSP_API int dsp_kv_cache_new(int n_seqs, int kv_heads, int head_dim, int64_t capacity,
+                             dsp_kv_cache **out);
+DSP_API void dsp_kv_cache_free(dsp_kv_cache **c);
+/* Append k and v [kv_heads, t, head_dim] (f32) to sequence seq. DSP_ELIMIT
+ * past the capacity (nothing appended). */
+DSP_API int dsp_kv_cache_append(dsp_kv_cache *c, int seq, const dsp_tensor *k,
+                                const dsp_tensor *v);
+DSP_API int64_t dsp_kv_cache_len(const dsp_kv_cache *c, int seq);
+DSP_API void dsp_kv_cache_reset(dsp_kv_cache *c, int seq);
+/* Views [1, kv_heads, len, head_dim] of what sequence seq holds (new
+ * references, valid until the next append or reset of that sequence). */
+DSP_API int dsp_kv_cache_view(const dsp_kv_cache *c, int seq, dsp_tensor **k,
+                              dsp_tensor **v);
+
+/* ---------------------------------------------------------------------------
+ * Weight-only quantization: a [out, in] weight matrix stored as int8 or
+ * int4 with one scale per group of group_size (32 or 128) consecutive
+ * inputs (symmetric, round to nearest). dsp_linear_q multiplies without
+ * dequantizing the whole matrix (a row block at a time).
+ * ------------------------------------------------------------------------- */
+typedef enum dsp_quant_kind {
+    DSP_QUANT_INT8 = 1,
+    DSP_QUANT_INT4 = 2
+} dsp_quant_kind;
+
+typedef struct dsp_qweight dsp_qweight;
+/* w f32/f16/bf16 [out, in], in a multiple of group_size. */
+DSP_API int dsp_quantize(const dsp_tensor *w, dsp_quant_kind kind, int group_size,
+                         dsp_qweight **out);
+DSP_API void dsp_qweight_free(dsp_qweight **w);
+/* Bytes held (codes and scales), for memory reports. */
+DSP_API size_t dsp_qweight_bytes(const dsp_qweight *w);
+DSP_API int dsp_qweight_shape(const dsp_qweight *w, int64_t *out_features,
+                              int64_t *in_features);
+/* The f32 matrix the codes stand for (tests and accuracy reports). */
+DSP_API int dsp_dequantize(const dsp_qweight *w, dsp_tensor **out);
+/* y = x · dequant(w)ᵀ + b, x [..., in], b [out] or NULL. */
+DSP_API int dsp_linear_q(const dsp_tensor *x, const dsp_qweight *w, const dsp_tensor *b,
+                         dsp_tensor **out);
+
+/* ---------------------------------------------------------------------------
+ * Mixture of experts (Mixtral / DeepSeek): a router scores n_experts per
+ * token, each token goes to its top_k experts; tokens are grouped by expert
+ * so each expert runs one GEMM over its tokens, and the results are
+ * scattered back weighted by their scores. Shared experts see every token.
+ * Experts are SwiGLU MLPs: down(silu(gate(x)) * up(x)), weights as Hugging
+ * Face stores them: gate and up [inter, dim], down [dim, inter].
+ * ------------------------------------------------------------------------- */
+typedef enum dsp_moe_score {
+    DSP_MOE_SOFTMAX = 0,        /* Mixtral, DeepSeek-V2                        */
+    DSP_MOE_SIGMOID             /* DeepSeek-V3                                 */
+} dsp_moe_score;
+
+typedef struct dsp_moe_expert {
+    const dsp_tensor *gate, *up, *down;
+} dsp_moe_expert;
+
+typedef struct dsp_moe_opts {
+    int top_k;
+    dsp_moe_score score;
+    int renormalize;            /* divide the top_k weights by their sum       */
+    float routed_scale;         /* multiplies the routed output; 0 means 1     */
+} dsp_moe_opts;
+
+/* x [tokens, dim]; router [n_experts, dim]; experts[n_experts];
+ * shared[n_shared] (n_shared may be 0). Result [tokens, dim]. */
+DSP_API int dsp_moe(const dsp_tensor *x, const dsp_tensor *router,
+                    const dsp_moe_expert *experts, int n_experts,
+                    const dsp_moe_expert *shared, int n_shared,
+                    const dsp_moe_opts *opts, dsp_tensor **out);
+
+/* ---------------------------------------------------------------------------
+ * Convolutions and friends, NCHW / NCDHW as in PyTorch.
+ * ------------------------------------------------------------------------- */
+typedef struct dsp_conv_opts {
+    int stride[3];              /* per spatial dim (d, h, w or h, w); 0 = 1    */
+    int padding[3];             /* zero padding on both sides                  */
+    int dilation[3];            /* 0 = 1                                       */
+    int groups;                 /* 0 = 1                                       */
+} dsp_conv_opts;
+
+/* x [n, c, h, w], w [oc, c / groups, kh, kw], b [oc] or NULL. */
+DSP_API int dsp_conv2d(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *b,
+                       const dsp_conv_opts *opts, dsp_tensor **out);
+/* x [n, c, d, h, w], w [oc, c / groups, kd, kh, kw], b [oc] or NULL. */
+DSP_API int dsp_conv3d(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *b,
+                       const dsp_conv_opts *opts, dsp_tensor **out);
+
+typedef enum dsp_pool_kind {
+    DSP_POOL_MAX = 0,
+    DSP_POOL_AVG                /* padding counts in the divisor, as PyTorch's
+                                   default count_include_pad=True             */
+} dsp_pool_kind;
+
+/* 2-D or 3-D pooling, by x's rank (4 or 5). kernel, stride (0 = kernel) and
+ * padding per spatial dim. */
+DSP_API int dsp_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *kernel,
+                     const int *stride, const int *padding, dsp_tensor **out);
+/* Adaptive pooling to out_size per spatial dim (as nn.AdaptiveAvgPool2d/3d). */
+DSP_API int dsp_adaptive_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *out_size,
+                              dsp_tensor **out);
+/* Inference batch norm over dim 1: (x - mean) / sqrt(var + eps) * w + b. */
+DSP_API int dsp_batchnorm(const dsp_tensor *x, const dsp_tensor *mean, const dsp_tensor *var,
+                          const dsp_tensor *w, const dsp_tensor *b, float eps,
+                          dsp_tensor **out);
+
+typedef enum dsp_upsample_mode {
+    DSP_UPSAMPLE_NEAREST = 0,
+    DSP_UPSAMPLE_LINEAR         /* bilinear (4-D) or trilinear (5-D)           */
+} dsp_upsample_mode;
+
+/* Resize the spatial dims of x (4-D or 5-D) to out_size, as
+ * F.interpolate(mode=nearest | bilinear | trilinear, align_corners). */
+DSP_API int dsp_upsample(const dsp_tensor *x, const int *out_size, dsp_upsample_mode mode,
+                         int align_corners, dsp_tensor **out);
+
+/* ---------------------------------------------------------------------------
+ * Graphs and sequences.
+ * ------------------------------------------------------------------------- */
+typedef enum dsp_agg_kind {
+    DSP_AGG_SUM = 0,
+    DSP_AGG_MEAN,
+    DSP_AGG_MAX                 /* a node without neighbours gets zeros        */
+} dsp_agg_kind;
+
+/* For each of n nodes, aggregate the feature rows x[indices[j]] of its
+ * neighbours j in [indptr[i], indptr[i+1]) (CSR, i32 or i64), each scaled
+ * by edge_weight[j] when given (f32 [nnz]). x [num_src, f] -> [n, f]. */
+DSP_API int dsp_csr_aggregate(const dsp_tensor *indptr, const dsp_tensor *indices,
+                              const dsp_tensor *x, const dsp_tensor *edge_weight,
+                              dsp_agg_kind kind, dsp_tensor **out);
+
+/* One LSTM layer's weights, as torch.nn.LSTM names them (weight_ih_l0 ...):
+ * w_ih [4h, in], w_hh [4h, h], b_ih and b_hh [4h] or NULL; gates i, f, g, o. */
+typedef struct dsp_lstm_weights {
+    const dsp_tensor *w_ih, *w_hh, *b_ih, *b_hh;
+} dsp_lstm_weights;
+
+/* x [batch, seq, in] (batch_first), zero initial state. bwd NULL for one
+ * direction; else the reverse direction's weights (..._reverse) and the
+ * result is [batch, seq, 2h] (forward then backward, as PyTorch). lengths
+ * (i32/i64 [batch]) or NULL: a sequence's steps past its length are zeros
+ * and the reverse direction starts at its last real step (packed-sequence
+ * semantics). */
+DSP_API int dsp_lstm(const dsp_tensor *x, const dsp_lstm_weights *fwd,
+                     const dsp_lstm_weights *bwd, const dsp_tensor *lengths,
+                     dsp_tensor **out);
+
 #ifdef __cplusplus
 }
 #endif

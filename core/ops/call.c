@@ -1,0 +1,208 @@
+/* call.c - the machinery every operator call shares: messages, argument checks, device dispatch, outputs, temporaries. */
+#include "config.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops/ops_int.h"
+
+/* One message per thread: operators run concurrently in pipeline nodes. */
+static _Thread_local char errbuf[512];
+
+const char *dsp_ops_error(void)
+{
+    return errbuf;
+}
+
+void dspi_op_begin(dspi_opcall *c, const char *op)
+{
+    memset(c, 0, sizeof *c);
+    c->op = op;
+    errbuf[0] = '\0';
+}
+
+int dspi_op_fail(dspi_opcall *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(errbuf, sizeof errbuf, "%s: ", c->op);
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof errbuf)
+        vsnprintf(errbuf + n, sizeof errbuf - (size_t)n, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+dspi_shapestr dspi_dims_str(int ndim, const int64_t *shape)
+{
+    dspi_shapestr r;
+    size_t len = 0;
+    r.s[len++] = '[';
+    r.s[len] = '\0';
+    for (int i = 0; i < ndim && len < sizeof r.s; i++)
+        len += (size_t)snprintf(r.s + len, sizeof r.s - len, i ? ", %lld" : "%lld",
+                                (long long)shape[i]);
+    if (len < sizeof r.s - 1) {
+        r.s[len++] = ']';
+        r.s[len] = '\0';
+    }
+    return r;
+}
+
+dspi_shapestr dspi_shape_str(const dsp_tensor *t)
+{
+    return dspi_dims_str(t->ndim, t->shape);
+}
+
+int dspi_is_float_dtype(dsp_dtype dt)
+{
+    return dt == DSP_DTYPE_F32 || dt == DSP_DTYPE_F16 || dt == DSP_DTYPE_BF16;
+}
+
+int64_t dspi_prod(const int64_t *shape, int n)
+{
+    int64_t p = 1;
+    for (int i = 0; i < n; i++)
+        p *= shape[i];
+    return p;
+}
+
+int dspi_op_need(dspi_opcall *c, const dsp_tensor *t, const char *name)
+{
+    if (!t)
+        return dspi_op_fail(c, DSP_EINVAL, "%s is NULL", name);
+    if (t->ndim < 0 || t->ndim > DSP_MAX_DIMS)
+        return dspi_op_fail(c, DSP_EINVAL, "%s has an invalid rank %d", name, t->ndim);
+    return 0;
+}
+
+int dspi_op_need_dtype(dspi_opcall *c, const dsp_tensor *t, const char *name, int ok,
+                      const char *expected)
+{
+    if (ok)
+        return 0;
+    return dspi_op_fail(c, DSP_EINVAL, "%s is %s, expected %s", name, dsp_dtype_name(t->dtype),
+                expected);
+}
+
+/* ---- dispatch ------------------------------------------------------------
+ * The one place that maps devices to backends. A CUDA backend table will
+ * slot in here; until then only the CPU computes. */
+const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
+                                              const dsp_tensor *const *ts, int n, int *rc)
+{
+    dsp_device dev = {DSP_DEVICE_CPU, 0};
+    int have = 0;
+    for (int i = 0; i <= n; i++) {
+        const dsp_tensor *t = i < n ? ts[i] : (out ? *out : NULL);
+        if (!t)
+            continue;
+        if (have && (t->device.type != dev.type || t->device.index != dev.index)) {
+            *rc = dspi_op_fail(c, DSP_EDEVICE, "tensors are on different devices (%s:%d and %s:%d)",
+                       dev.type == DSP_DEVICE_CPU ? "cpu" : "cuda", dev.index,
+                       t->device.type == DSP_DEVICE_CPU ? "cpu" : "cuda", t->device.index);
+            return NULL;
+        }
+        dev = t->device;
+        have = 1;
+    }
+    if (dev.type != DSP_DEVICE_CPU) {
+        *rc = dspi_op_fail(c, DSP_EDEVICE, "CUDA ops are not implemented yet (tensors on cuda:%d)",
+                   dev.index);
+        return NULL;
+    }
+    *rc = 0;
+    return &dspi_ops_cpu;
+}
+
+/* Data of t laid out contiguously: t's own storage, or a copy kept until
+ * dspi_op_finish. t is only read (the const cast is for the copy routine,
+ * which is not called on contiguous tensors and so never takes a ref). */
+const void *dspi_op_contig(dspi_opcall *c, const dsp_tensor *t, int *rc)
+{
+    *rc = 0;
+    if (dsp_tensor_is_contiguous(t))
+        return dsp_tensor_data(t);
+    dsp_tensor *copy = NULL;
+    int r = dsp_tensor_contiguous((dsp_tensor *)t, &copy);
+    if (r < 0) {
+        *rc = dspi_op_fail(c, r, "cannot make a contiguous copy of a strided input");
+        return NULL;
+    }
+    c->tmp[c->ntmp++] = copy;
+    return dsp_tensor_data(copy);
+}
+
+/* The result: *out when given (checked), else a new contiguous f32 tensor. */
+int dspi_op_output(dspi_opcall *c, dsp_tensor **out, int ndim, const int64_t *shape)
+{
+    if (!out)
+        return dspi_op_fail(c, DSP_EINVAL, "out is NULL");
+    dsp_tensor *o = *out;
+    if (!o) {
+        int r = dsp_tensor_new(DSP_DTYPE_F32, ndim, shape, &c->res);
+        if (r < 0)
+            return dspi_op_fail(c, r, "cannot allocate the result f32%s", dspi_dims_str(ndim, shape).s);
+        c->allocated = 1;
+        return 0;
+    }
+    int same = o->dtype == DSP_DTYPE_F32 && o->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = o->shape[i] == shape[i];
+    if (!same)
+        return dspi_op_fail(c, DSP_EINVAL, "out is %s%s, expected f32%s", dsp_dtype_name(o->dtype),
+                    dspi_shape_str(o).s, dspi_dims_str(ndim, shape).s);
+    if (!dsp_tensor_is_contiguous(o))
+        return dspi_op_fail(c, DSP_EINVAL, "out %s is not contiguous", dspi_shape_str(o).s);
+    if (!o->buf || !dsp_buffer_is_writable(o->buf))
+        return dspi_op_fail(c, DSP_EINVAL, "out %s is not writable (shared or read-only buffer)",
+                    dspi_shape_str(o).s);
+    c->res = o;
+    return 0;
+}
+
+int dspi_op_finish(dspi_opcall *c, int rc, dsp_tensor **out)
+{
+    for (int i = 0; i < c->ntmp; i++)
+        dsp_tensor_unref(&c->tmp[i]);
+    if (c->allocated) {
+        if (rc < 0)
+            dsp_tensor_unref(&c->res);
+        else
+            *out = c->res;
+    }
+    if (rc < 0 && !errbuf[0])
+        dspi_op_fail(c, rc, "%s", rc == DSP_ENOMEM ? "out of memory" : "failed");
+    return rc;
+}
+
+float *dspi_op_res(dspi_opcall *c)
+{
+    return dsp_tensor_data(c->res);
+}
+
+/* View of b broadcast to shape (b's dims align with the trailing dims). */
+int dspi_op_broadcast(dspi_opcall *c, const dsp_tensor *b, const char *bname,
+                          const dsp_tensor *a, const char *aname, dspi_bview *v)
+{
+    if (b->ndim > a->ndim)
+        goto mismatch;
+    memset(v, 0, sizeof *v);
+    v->data = dsp_tensor_data(b);
+    v->dtype = b->dtype;
+    v->ndim = a->ndim;
+    for (int d = 0; d < a->ndim; d++) {
+        int bd = d - (a->ndim - b->ndim);
+        v->shape[d] = a->shape[d];
+        if (bd < 0)
+            continue;
+        if (b->shape[bd] == a->shape[d])
+            v->stride[d] = a->shape[d] == 1 ? 0 : b->stride[bd];
+        else if (b->shape[bd] != 1)
+            goto mismatch;
+    }
+    return 0;
+mismatch:
+    return dspi_op_fail(c, DSP_EINVAL, "%s %s does not broadcast to %s %s", bname, dspi_shape_str(b).s,
+                aname, dspi_shape_str(a).s);
+}
+
