@@ -241,8 +241,11 @@ DSP_API const char *dsp_node_pipe_dir(const dsp_node *node);
 DSP_API dsp_packet *dsp_node_packet_new(dsp_node *node);
 
 /* Send pkt on output port `port` (transfer full). Output packets of one
- * output must have non-decreasing item numbers. Returns 0, DSP_EINVAL for a
- * bad port, DSP_ESTATE outside process/flush. The packet becomes read-only. */
+ * output must have non-decreasing item numbers, and an item's packets are
+ * emitted no later than the call that consumes a later item (joins
+ * downstream rely on both; holding items back belongs in flush only when
+ * no join follows). Returns 0, DSP_EINVAL for a bad port or a decreasing
+ * item, DSP_ESTATE outside process/flush. The packet becomes read-only. */
 DSP_API int dsp_node_emit(dsp_node *node, int port, dsp_packet *pkt);
 
 /* Record why the current item failed and return code, so callbacks end with
