@@ -177,6 +177,7 @@ START_TEST(test_long_output_name)
     strcpy(name + 250, ".npy");
     snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
     ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 1, shape, &t), 0);
+    memset(dsp_tensor_data(t), 0, sizeof(float));
     ck_assert_int_eq(dsp_npy_write(path, t, NULL), 0);
     ck_assert_int_eq(stat(path, &st), 0);
     dsp_tensor_unref(&t);
@@ -201,6 +202,7 @@ START_TEST(test_stem_cannot_escape)
     ck_assert_int_eq(dsp_packet_new(&p), 0);
     ck_assert_int_eq(dsp_meta_set_str(dsp_packet_meta(p), "path", "dir/...npy"), 0);
     ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 1, shape, &t), 0);
+    memset(dsp_tensor_data(t), 0, sizeof(float));
     ck_assert_int_eq(dsp_packet_set_tensor(p, "x", t), 0);
     ck_assert_int_eq(dsp_harness_push(h, 0, p), 0);
     ck_assert_int_eq(dsp_harness_flush(h), 0);

@@ -123,6 +123,11 @@ const void *dspi_op_contig(dspi_opcall *c, const dsp_tensor *t, int *rc)
     if (dsp_tensor_is_contiguous(t))
         return dsp_tensor_data(t);
     dsp_tensor *copy = NULL;
+    if (c->ntmp == (int)(sizeof(c->tmp) / sizeof(c->tmp[0]))) {
+        *rc = dspi_op_fail(c, DSP_EINVAL, "too many strided inputs to copy (at most %d)",
+                           c->ntmp);
+        return NULL;
+    }
     int r = dsp_tensor_contiguous((dsp_tensor *)t, &copy);
     if (r < 0) {
         *rc = dspi_op_fail(c, r, "cannot make a contiguous copy of a strided input");
