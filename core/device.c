@@ -13,6 +13,9 @@
 #endif
 #define CUDA_MODULE "dspipe-cuda.so"
 
+/* The first backend any context loaded (see dspi_device_loaded_backend). */
+static const dspi_backend *loaded_backend;
+
 static void set_cuda_error(dsp_context *ctx, const char *fmt, const char *arg)
 {
     dspi_str b = { 0 };
@@ -52,6 +55,11 @@ static int try_module(dsp_context *ctx, const char *dir)
     dspi_str_free(&path);
     ctx->cuda = be;
     ctx->cuda_handle = h;
+    {
+        const dspi_backend *none = NULL;
+        __atomic_compare_exchange_n(&loaded_backend, &none, be, 0, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED);
+    }
     return 1;
 }
 
@@ -83,6 +91,16 @@ static const dspi_backend *cuda_backend(dsp_context *ctx)
     if (!found)
         set_cuda_error(ctx, "the CUDA backend module %s is not installed", CUDA_MODULE);
     return ctx->cuda;
+}
+
+const dspi_backend *dspi_device_backend(dsp_context *ctx)
+{
+    return cuda_backend(ctx);
+}
+
+const dspi_backend *dspi_device_loaded_backend(void)
+{
+    return __atomic_load_n(&loaded_backend, __ATOMIC_ACQUIRE);
 }
 
 void dspi_device_close(dsp_context *ctx)

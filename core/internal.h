@@ -161,6 +161,9 @@ typedef struct dspi_backend {
     int (*memcpy_h2d)(int index, void *dst, const void *src, size_t n);
     int (*memcpy_d2h)(int index, void *dst, const void *src, size_t n);
     int (*synchronize)(int index);
+    /* The module's operator kernels (ops/ops_int.h): device pointers in
+     * and out, NULL entries for operators not ported yet. */
+    const struct dspi_ops_backend *ops;
 } dspi_backend;
 
 #define DSPI_BACKEND_ENTRY_SYMBOL "dspi_cuda_backend"
@@ -168,6 +171,22 @@ typedef const dspi_backend *(*dspi_backend_entry_fn)(void);
 
 /* Unload the backend module (dsp_context_free). */
 void dspi_device_close(dsp_context *ctx);
+
+/* The CUDA backend for ctx, loading it on first use; NULL (reason in
+ * ctx->cuda_error) when it cannot be loaded. */
+const dspi_backend *dspi_device_backend(dsp_context *ctx);
+
+/* The CUDA backend some context loaded in this process, or NULL. Modules
+ * are never unloaded, so the pointer stays valid: operators, which see
+ * tensors but no context, reach device memory through it. */
+const dspi_backend *dspi_device_loaded_backend(void);
+
+/* ---- device tensors (device_tensor.c) ----------------------------------- */
+
+/* New contiguous tensor in memory be allocates on dev (contents undefined);
+ * the memory goes back to be when the last reference goes. */
+int dspi_device_tensor_new(const dspi_backend *be, dsp_device dev, dsp_dtype dtype,
+                           int ndim, const int64_t *shape, dsp_tensor **out);
 
 /* ---- buffers (buffer.c) ------------------------------------------------- */
 

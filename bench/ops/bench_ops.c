@@ -1,4 +1,4 @@
-/* bench_ops.c - times dspipe's CPU operators (linear, softmax, layernorm) at BERT-ish shapes; medians of several runs. */
+/* bench_ops.c - times dspipe's CPU operators (linear, row-wise and elementwise ops) at BERT-ish shapes; medians of several runs. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +33,29 @@ static dsp_tensor *rnd(int ndim, const int64_t *shape)
     return t;
 }
 
-enum { LINEAR, SOFTMAX, LAYERNORM, SGEMM };
+enum { LINEAR, SOFTMAX, LAYERNORM, SGEMM, RMSNORM, GELU_EXACT, GELU_TANH, SILU, ADD };
+
+static const char *const op_names[] = {"linear", "softmax", "layernorm", "sgemm", "rmsnorm",
+                                       "gelu", "gelu_tanh", "silu", "add"};
+
+static void call(int op, dsp_tensor *x, dsp_tensor *w, dsp_tensor *b, dsp_tensor **out)
+{
+    switch (op) {
+    case LINEAR: dsp_linear(x, w, b, out); break;
+    case SOFTMAX: dsp_softmax(x, NULL, out); break;
+    case LAYERNORM: dsp_layernorm(x, w, b, 1e-12f, out); break;
+    case RMSNORM: dsp_rmsnorm(x, w, 1e-6f, out); break;
+    case GELU_EXACT: dsp_gelu(x, DSP_GELU_EXACT, out); break;
+    case GELU_TANH: dsp_gelu(x, DSP_GELU_TANH, out); break;
+    case SILU: dsp_silu(x, out); break;
+    case ADD: dsp_add(x, b, out); break;
+    default:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->shape[0], (int)w->shape[0],
+                    (int)x->shape[1], 1.0f, dsp_tensor_data(x), (int)x->shape[1],
+                    dsp_tensor_data(w), (int)w->shape[1], 0.0f, dsp_tensor_data(*out),
+                    (int)w->shape[0]);
+    }
+}
 
 /* median seconds per call; each run repeats the call until >= 20 ms */
 static double bench(int op, dsp_tensor *x, dsp_tensor *w, dsp_tensor *b, dsp_tensor **out)
@@ -42,19 +64,8 @@ static double bench(int op, dsp_tensor *x, dsp_tensor *w, dsp_tensor *b, dsp_ten
     int reps = 1;
     for (;;) {
         double t0 = now();
-        for (int r = 0; r < reps; r++) {
-            if (op == LINEAR)
-                dsp_linear(x, w, b, out);
-            else if (op == SOFTMAX)
-                dsp_softmax(x, NULL, out);
-            else if (op == LAYERNORM)
-                dsp_layernorm(x, w, b, 1e-12f, out);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->shape[0],
-                            (int)w->shape[0], (int)x->shape[1], 1.0f, dsp_tensor_data(x),
-                            (int)x->shape[1], dsp_tensor_data(w), (int)w->shape[1], 0.0f,
-                            dsp_tensor_data(*out), (int)w->shape[0]);
-        }
+        for (int r = 0; r < reps; r++)
+            call(op, x, w, b, out);
         double dt = now() - t0;
         if (dt >= 0.02 || reps >= (1 << 22))
             break;
@@ -62,19 +73,8 @@ static double bench(int op, dsp_tensor *x, dsp_tensor *w, dsp_tensor *b, dsp_ten
     }
     for (int i = 0; i < RUNS; i++) {
         double t0 = now();
-        for (int r = 0; r < reps; r++) {
-            if (op == LINEAR)
-                dsp_linear(x, w, b, out);
-            else if (op == SOFTMAX)
-                dsp_softmax(x, NULL, out);
-            else if (op == LAYERNORM)
-                dsp_layernorm(x, w, b, 1e-12f, out);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->shape[0],
-                            (int)w->shape[0], (int)x->shape[1], 1.0f, dsp_tensor_data(x),
-                            (int)x->shape[1], dsp_tensor_data(w), (int)w->shape[1], 0.0f,
-                            dsp_tensor_data(*out), (int)w->shape[0]);
-        }
+        for (int r = 0; r < reps; r++)
+            call(op, x, w, b, out);
         t[i] = (now() - t0) / reps;
     }
     qsort(t, RUNS, sizeof t[0], cmp);
@@ -101,8 +101,9 @@ static void row_case(int op, int64_t R, int64_t C)
     int64_t xs[] = {R, C}, ws[] = {C};
     dsp_tensor *x = rnd(2, xs), *w = rnd(1, ws), *b = rnd(1, ws), *out = rnd(2, xs);
     double s = bench(op, x, w, b, &out);
-    printf("%-10s [%lld,%lld]            %12.2f us\n", op == SOFTMAX ? "softmax" : "layernorm",
-           (long long)R, (long long)C, s * 1e6);
+    char shape[32];
+    snprintf(shape, sizeof shape, "[%lld,%lld]", (long long)R, (long long)C);
+    printf("%-10s %-22s %12.2f us\n", op_names[op], shape, s * 1e6);
     dsp_tensor_unref(&x);
     dsp_tensor_unref(&w);
     dsp_tensor_unref(&b);
@@ -128,7 +129,9 @@ int main(int argc, char **argv)
     linear_case(LINEAR, 128, 1536, 384, 1);
     linear_case(LINEAR, 1, 384, 384, 1);
     linear_case(LINEAR, 1, 384, 1536, 1);
-    row_case(SOFTMAX, 4096, 384);
-    row_case(LAYERNORM, 4096, 384);
+    static const int row_ops[] = {SOFTMAX, LAYERNORM, RMSNORM, GELU_EXACT, GELU_TANH, SILU, ADD};
+    for (int rows = 4096; rows >= 64; rows /= 64)
+        for (size_t i = 0; i < sizeof row_ops / sizeof row_ops[0]; i++)
+            row_case(row_ops[i], rows, 384);
     return 0;
 }

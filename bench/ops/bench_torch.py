@@ -37,10 +37,17 @@ with torch.inference_mode():
         s2 = bench(lambda: F.linear(x, w, b))
         print(f"linear     [{m},{k}]x[{n},{k}]^T {s * 1e6:12.2f} us {2 * m * n * k / s * 1e-9:8.2f} GFLOP/s"
               f"  (F.linear allocating: {s2 * 1e6:.2f} us)")
-    x = torch.rand(4096, 384) - 0.5
-    w, b = torch.rand(384), torch.rand(384)
-    out = torch.empty(4096, 384)
-    s = bench(lambda: torch.softmax(x, -1))
-    print(f"softmax    [4096,384]            {s * 1e6:12.2f} us")
-    s = bench(lambda: F.layer_norm(x, (384,), w, b, 1e-12))
-    print(f"layernorm  [4096,384]            {s * 1e6:12.2f} us")
+    for rows in (4096, 64):
+        x = torch.rand(rows, 384) - 0.5
+        w, b = torch.rand(384), torch.rand(384)
+        rms = torch.nn.RMSNorm(384, eps=1e-6)
+        cases = [("softmax", lambda: torch.softmax(x, -1)),
+                 ("layernorm", lambda: F.layer_norm(x, (384,), w, b, 1e-12)),
+                 ("rmsnorm", lambda: rms(x)),
+                 ("gelu", lambda: F.gelu(x)),
+                 ("gelu_tanh", lambda: F.gelu(x, approximate="tanh")),
+                 ("silu", lambda: F.silu(x)),
+                 ("add", lambda: x + b)]
+        for name, fn in cases:
+            s = bench(fn)
+            print(f"{name:<10} {f'[{rows},384]':<22} {s * 1e6:12.2f} us")

@@ -10,8 +10,8 @@ cc -O2 -std=c11 -Wall -Wextra -I"$src/core/include" -I"$build" "$here/bench_ops.
    $(pkg-config --cflags --libs openblas)
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for t in 1 2; do
-    echo "## dspipe, OPENBLAS_NUM_THREADS=$t"
-    OPENBLAS_NUM_THREADS=$t "$build/bench_ops"
+    echo "## dspipe, OPENBLAS_NUM_THREADS=$t DSPIPE_OPS_THREADS=$t"
+    OPENBLAS_NUM_THREADS=$t DSPIPE_OPS_THREADS=$t "$build/bench_ops"
     echo "## PyTorch, torch.set_num_threads($t)"
     python3 "$here/bench_torch.py" $t
 done

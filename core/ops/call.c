@@ -1,9 +1,11 @@
 /* call.c - the machinery every operator call shares: messages, argument checks, device dispatch, outputs, temporaries. */
 #include "config.h"
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "internal.h"
 #include "ops/ops_int.h"
 
 /* One message per thread: operators run concurrently in pipeline nodes. */
@@ -85,8 +87,75 @@ int dspi_op_need_dtype(dspi_opcall *c, const dsp_tensor *t, const char *name, in
 }
 
 /* ---- dispatch ------------------------------------------------------------
- * The one place that maps devices to backends. A CUDA backend table will
- * slot in here; until then only the CPU computes. */
+ * The one place that maps devices to backends: CPU tensors run on
+ * dspi_ops_cpu, CUDA tensors on the table the loaded CUDA module exports.
+ * An operator whose CUDA entry is NULL (or that has no entry at all: the
+ * attention, convolution, quantized and sequence families) is refused with
+ * a message, never run with device pointers on the CPU. */
+static int cuda_implements(const dspi_ops_backend *t, const char *op)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } entries[] = {
+        {"linear", offsetof(dspi_ops_backend, linear)},
+        {"matmul", offsetof(dspi_ops_backend, matmul)},
+        {"embedding", offsetof(dspi_ops_backend, embedding)},
+        {"softmax", offsetof(dspi_ops_backend, softmax)},
+        {"layernorm", offsetof(dspi_ops_backend, layernorm)},
+        {"rmsnorm", offsetof(dspi_ops_backend, rmsnorm)},
+        {"gelu", offsetof(dspi_ops_backend, gelu)},
+        {"silu", offsetof(dspi_ops_backend, silu)},
+        {"swiglu", offsetof(dspi_ops_backend, swiglu)},
+        {"add", offsetof(dspi_ops_backend, add)},
+        {"mul", offsetof(dspi_ops_backend, mul)},
+        {"rope", offsetof(dspi_ops_backend, rope)},
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
+        if (strcmp(entries[i].name, op) != 0)
+            continue;
+        /* every entry is a function pointer: read it as bytes and test for NULL */
+        void (*fn)(void);
+        memcpy(&fn, (const char *)t + entries[i].off, sizeof fn);
+        return fn != NULL;
+    }
+    return 0;
+}
+
+static const dspi_ops_backend *cuda_ops(dspi_opcall *c, dsp_device dev,
+                                        const dsp_tensor *const *ts, int n, int *rc)
+{
+    const dspi_backend *be = dspi_device_loaded_backend();
+    const dspi_ops_backend *t = be ? be->ops : NULL;
+    if (!be) {
+        *rc = dspi_op_fail(c, DSP_EDEVICE, "the tensors are on cuda:%d but no CUDA backend is "
+                           "loaded: open the device with dsp_device_open first", dev.index);
+        return NULL;
+    }
+    if (!t) {
+        *rc = dspi_op_fail(c, DSP_EDEVICE, "the tensors are on cuda:%d but the loaded CUDA "
+                           "backend has no operators", dev.index);
+        return NULL;
+    }
+    if (!cuda_implements(t, c->op)) {
+        snprintf(errbuf, sizeof errbuf, "%s is not implemented on CUDA yet (tensors on cuda:%d): "
+                 "copy them to the CPU with dsp_tensor_to_device", c->op, dev.index);
+        *rc = DSP_EUNSUPPORTED;
+        return NULL;
+    }
+    /* cuBLAS has no f32 x f16 GEMM; converting the whole weight would break
+     * the tile-at-a-time promise of ops.h */
+    if (!strcmp(c->op, "linear") && n > 1 && ts[1] && ts[1]->dtype != DSP_DTYPE_F32) {
+        *rc = dspi_op_fail(c, DSP_EUNSUPPORTED, "%s weights are not implemented on CUDA yet: "
+                           "use f32 weights or run on the CPU", dsp_dtype_name(ts[1]->dtype));
+        return NULL;
+    }
+    c->dev = dev;
+    c->mem = be;
+    *rc = 0;
+    return t;
+}
+
 const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
                                               const dsp_tensor *const *ts, int n, int *rc)
 {
@@ -105,11 +174,8 @@ const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
         dev = t->device;
         have = 1;
     }
-    if (dev.type != DSP_DEVICE_CPU) {
-        *rc = dspi_op_fail(c, DSP_EDEVICE, "CUDA ops are not implemented yet (tensors on cuda:%d)",
-                   dev.index);
-        return NULL;
-    }
+    if (dev.type != DSP_DEVICE_CPU)
+        return cuda_ops(c, dev, ts, n, rc);
     *rc = 0;
     return &dspi_ops_cpu;
 }
@@ -122,6 +188,12 @@ const void *dspi_op_contig(dspi_opcall *c, const dsp_tensor *t, int *rc)
     *rc = 0;
     if (dsp_tensor_is_contiguous(t))
         return dsp_tensor_data(t);
+    if (t->device.type != DSP_DEVICE_CPU) {
+        *rc = dspi_op_fail(c, DSP_EUNSUPPORTED, "a strided input %s on cuda:%d is not supported "
+                           "yet: pass contiguous device tensors", dspi_shape_str(t).s,
+                           t->device.index);
+        return NULL;
+    }
     dsp_tensor *copy = NULL;
     if (c->ntmp == (int)(sizeof(c->tmp) / sizeof(c->tmp[0]))) {
         *rc = dspi_op_fail(c, DSP_EINVAL, "too many strided inputs to copy (at most %d)",
@@ -144,9 +216,11 @@ int dspi_op_output(dspi_opcall *c, dsp_tensor **out, int ndim, const int64_t *sh
         return dspi_op_fail(c, DSP_EINVAL, "out is NULL");
     dsp_tensor *o = *out;
     if (!o) {
-        int r = dsp_tensor_new(DSP_DTYPE_F32, ndim, shape, &c->res);
+        int r = c->mem ? dspi_device_tensor_new(c->mem, c->dev, DSP_DTYPE_F32, ndim, shape, &c->res)
+                       : dsp_tensor_new(DSP_DTYPE_F32, ndim, shape, &c->res);
         if (r < 0)
-            return dspi_op_fail(c, r, "cannot allocate the result f32%s", dspi_dims_str(ndim, shape).s);
+            return dspi_op_fail(c, r, "cannot allocate the result f32%s%s",
+                                dspi_dims_str(ndim, shape).s, c->mem ? " on the GPU" : "");
         c->allocated = 1;
         return 0;
     }
@@ -176,7 +250,10 @@ int dspi_op_finish(dspi_opcall *c, int rc, dsp_tensor **out)
             *out = c->res;
     }
     if (rc < 0 && !errbuf[0])
-        dspi_op_fail(c, rc, "%s", rc == DSP_ENOMEM ? "out of memory" : "failed");
+        dspi_op_fail(c, rc, "%s", rc == DSP_ENOMEM ? "out of memory"
+                     : rc == DSP_EDEVICE ? "a CUDA kernel or cuBLAS call failed"
+                     : rc == DSP_EUNSUPPORTED ? "not supported for these inputs on this device"
+                     : "failed");
     return rc;
 }
 

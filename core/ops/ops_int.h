@@ -68,6 +68,8 @@ typedef struct dspi_opcall {
     int allocated;              /* res is ours until handed to *out */
     dsp_tensor *tmp[8];
     int ntmp;
+    dsp_device dev;             /* where the call runs (set by dspi_op_backend) */
+    const struct dspi_backend *mem; /* device memory for a CUDA call, else NULL */
 } dspi_opcall;
 
 /* "[64, 32]" */
@@ -88,9 +90,11 @@ int dspi_op_need_dtype(dspi_opcall *c, const dsp_tensor *t, const char *name, in
 /* The backend for the tensors ts[0..n) and *out (all on one device). */
 const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
                                         const dsp_tensor *const *ts, int n, int *rc);
-/* t's data laid out contiguously (a copy kept until dspi_op_finish). */
+/* t's data laid out contiguously (a copy kept until dspi_op_finish). A
+ * strided device tensor is refused (DSP_EUNSUPPORTED) for now. */
 const void *dspi_op_contig(dspi_opcall *c, const dsp_tensor *t, int *rc);
-/* The result: *out when given (checked), else a new contiguous f32 tensor. */
+/* The result: *out when given (checked), else a new contiguous f32 tensor
+ * on the call's device. */
 int dspi_op_output(dspi_opcall *c, dsp_tensor **out, int ndim, const int64_t *shape);
 int dspi_op_finish(dspi_opcall *c, int rc, dsp_tensor **out);
 float *dspi_op_res(dspi_opcall *c);

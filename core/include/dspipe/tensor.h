@@ -142,6 +142,21 @@ DSP_API int dsp_tensor_contiguous(dsp_tensor *t, dsp_tensor **out);
 /* "f32[2,3,224,224]" into dst (always NUL-terminated). Returns dst. */
 DSP_API char *dsp_tensor_describe(const dsp_tensor *t, char *dst, size_t n);
 
+struct dsp_context;
+
+/* Copy t to dev: a CPU tensor to a CUDA device (dev from dsp_device_open),
+ * a CUDA tensor back to the CPU (dev.type == DSP_DEVICE_CPU), or between
+ * CUDA devices (through host memory). The copy is contiguous and *out is a
+ * new reference the caller owns; for CPU to CPU it is
+ * dsp_tensor_contiguous's result (t itself, referenced, when contiguous).
+ * Device memory comes from ctx's CUDA backend and is freed with the last
+ * reference; a device tensor must not outlive the process's use of CUDA.
+ * Returns 0; DSP_EDEVICE when the device is not usable (no backend, no
+ * such GPU, a failed copy), DSP_EUNSUPPORTED for a strided CUDA tensor,
+ * DSP_ENOMEM, or DSP_EINVAL; the message is on ctx and *out is NULL. */
+DSP_API int dsp_tensor_to_device(struct dsp_context *ctx, const dsp_tensor *t, dsp_device dev,
+                                 dsp_tensor **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,11 +1,8 @@
-/* backend.cu - the CUDA backend module: device discovery, memory and copies through the CUDA runtime. */
+/* backend.cu - the CUDA backend module: device discovery, memory, copies and the operator table, through the CUDA runtime. */
 #include <cuda_runtime.h>
-#include <cublas_v2.h>
 #include <stdio.h>
 
-extern "C" {
-#include "internal.h"
-}
+#include "cuda_int.h"
 
 /* Without a driver cudaGetDeviceCount says cudaErrorInsufficientDriver (35),
  * without a GPU cudaErrorNoDevice (100): both mean "no GPU", not a failure. */
@@ -69,9 +66,41 @@ static int cuda_sync(int index)
     return cudaDeviceSynchronize() == cudaSuccess ? 0 : DSP_EDEVICE;
 }
 
+int dspi_cuda_enter(const void *p)
+{
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess || a.type != cudaMemoryTypeDevice) {
+        cudaGetLastError();
+        return DSP_EDEVICE;
+    }
+    return cudaSetDevice(a.device) == cudaSuccess ? 0 : DSP_EDEVICE;
+}
+
+int dspi_cuda_launched(void)
+{
+    return cudaGetLastError() == cudaSuccess ? 0 : DSP_EDEVICE;
+}
+
+/* NULL: not ported yet; call.c refuses the operator on CUDA tensors. */
+const dspi_ops_backend dspi_ops_cuda = {
+    "cuda",
+    dspi_cuda_linear,
+    dspi_cuda_matmul,
+    NULL,               /* embedding: its id range check reads ids on the host */
+    dspi_cuda_softmax,
+    dspi_cuda_layernorm,
+    dspi_cuda_rmsnorm,
+    dspi_cuda_gelu,
+    dspi_cuda_silu,
+    dspi_cuda_swiglu,
+    dspi_cuda_add,
+    dspi_cuda_mul,
+    dspi_cuda_rope,
+};
+
 static const dspi_backend cuda_backend = {
     sizeof(dspi_backend), "cuda", cuda_device_count, cuda_device_name, cuda_malloc,
-    cuda_free, cuda_h2d, cuda_d2h, cuda_sync,
+    cuda_free, cuda_h2d, cuda_d2h, cuda_sync, &dspi_ops_cuda,
 };
 
 extern "C" __attribute__((visibility("default"))) const dspi_backend *dspi_cuda_backend(void);

@@ -1,0 +1,134 @@
+/* ops_gemm.cu - linear and matmul on the GPU through cuBLAS, row-major as the rest of dspipe. */
+#include <climits>
+#include <mutex>
+
+#include <cublas_v2.h>
+
+#include "cuda_int.h"
+
+/* One cuBLAS handle per device, created on first use and kept for the
+ * process (the module is never unloaded). cuBLAS allows one handle to be
+ * used from several host threads. */
+#define MAX_DEVICES 64
+static cublasHandle_t handles[MAX_DEVICES];
+static std::mutex handles_lock;
+
+static cublasHandle_t handle_for_current(void)
+{
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= MAX_DEVICES)
+        return NULL;
+    std::lock_guard<std::mutex> g(handles_lock);
+    if (!handles[dev]) {
+        cublasHandle_t h;
+        if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+            return NULL;
+        /* plain f32 FMA, no TF32 tensor cores: results within f32 rounding
+         * of the CPU path (NVIDIA_TF32_OVERRIDE cannot turn TF32 on here) */
+        cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);
+        handles[dev] = h;
+    }
+    return handles[dev];
+}
+
+static bool fits_int(int64_t v)
+{
+    return v >= 0 && v <= INT_MAX;
+}
+
+__global__ static void add_bias_kernel(float *y, int64_t total, int64_t N, const void *b,
+                                       dsp_dtype bdt)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] += dspi_cuda_load(b, bdt, i % N);
+}
+
+int dspi_cuda_add_bias(float *y, int64_t M, int64_t N, const void *b, dsp_dtype bdt)
+{
+    int64_t total = M * N;
+    if (total == 0)
+        return 0;
+    add_bias_kernel<<<dspi_cuda_blocks(total), DSPI_CUDA_THREADS>>>(y, total, N, b, bdt);
+    return dspi_cuda_launched();
+}
+
+int dspi_cuda_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,
+                     int64_t N, const void *b, dsp_dtype bdt, float *y)
+{
+    const float one = 1.0f, zero = 0.0f;
+    int rc;
+    if (wdt != DSP_DTYPE_F32)
+        return DSP_EUNSUPPORTED;
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K))
+        return DSP_EUNSUPPORTED;
+    if ((rc = dspi_cuda_enter(y)) < 0)
+        return rc;
+    if (M == 0 || N == 0)
+        return 0;
+    if (K == 0) {
+        if (cudaMemset(y, 0, (size_t)(M * N) * sizeof(float)) != cudaSuccess)
+            return DSP_EDEVICE;
+    } else {
+        cublasHandle_t h = handle_for_current();
+        if (!h)
+            return DSP_EDEVICE;
+        /* column-major view: yᵀ [N, M] = w [N, K] · xᵀ [K, M]; w row-major
+         * [N, K] is the column-major K x N matrix wᵀ, hence OP_T */
+        if (cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one,
+                        (const float *)w, (int)K, x, (int)K, &zero, y, (int)N) !=
+            CUBLAS_STATUS_SUCCESS)
+            return DSP_EDEVICE;
+    }
+    return b ? dspi_cuda_add_bias(y, M, N, b, bdt) : 0;
+}
+
+/* off[i] == off[0] + i * step for every batch i: one strided-batched call. */
+static bool arithmetic(const int64_t *off, int64_t n, int64_t *step)
+{
+    *step = n > 1 ? off[1] - off[0] : 0;
+    for (int64_t i = 2; i < n; i++)
+        if (off[i] - off[i - 1] != *step)
+            return false;
+    return true;
+}
+
+int dspi_cuda_matmul(const float *a, const float *b, int64_t nbatch, const int64_t *a_off,
+                     const int64_t *b_off, int64_t m, int64_t k, int64_t n, int transpose_b,
+                     float *c)
+{
+    const float one = 1.0f, zero = 0.0f;
+    int64_t sa, sb;
+    int rc;
+    if (!fits_int(m) || !fits_int(n) || !fits_int(k) || !fits_int(nbatch))
+        return DSP_EUNSUPPORTED;
+    if ((rc = dspi_cuda_enter(c)) < 0)
+        return rc;
+    if (nbatch == 0 || m == 0 || n == 0)
+        return 0;
+    if (k == 0)
+        return cudaMemset(c, 0, (size_t)(nbatch * m * n) * sizeof(float)) == cudaSuccess
+                   ? 0 : DSP_EDEVICE;
+    cublasHandle_t h = handle_for_current();
+    if (!h)
+        return DSP_EDEVICE;
+    /* column-major: cᵀ [n, m] = op(b)ᵀ · aᵀ. b row-major [k, n] reads as the
+     * column-major n x k matrix bᵀ (OP_N, ld n); b stored [n, k] (transpose_b)
+     * reads as k x n, hence OP_T with ld k. */
+    cublasOperation_t opb = transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int ldb = transpose_b ? (int)k : (int)n;
+    if (arithmetic(a_off, nbatch, &sa) && arithmetic(b_off, nbatch, &sb)) {
+        if (cublasSgemmStridedBatched(h, opb, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one,
+                                      b + b_off[0], ldb, sb, a + a_off[0], (int)k, sa, &zero,
+                                      c, (int)n, m * n, (int)nbatch) != CUBLAS_STATUS_SUCCESS)
+            return DSP_EDEVICE;
+        return 0;
+    }
+    /* irregular broadcast of batch dims: one call per batch */
+    for (int64_t i = 0; i < nbatch; i++)
+        if (cublasSgemm(h, opb, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, b + b_off[i], ldb,
+                        a + a_off[i], (int)k, &zero, c + i * m * n, (int)n) !=
+            CUBLAS_STATUS_SUCCESS)
+            return DSP_EDEVICE;
+    return 0;
+}

@@ -1,0 +1,457 @@
+/* test_cuda_ops.c - cross-backend test: every operator the CUDA module implements, run on the CPU and on cuda:0 with the same seeded inputs, compared within stated tolerances; plus the device error paths. Exits 77 (skip) without a GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dspipe/dspipe.h>
+#include <dspipe/ops.h>
+
+/* Tolerances: |gpu - cpu| <= atol + rtol * |cpu|.
+ *   add, mul                 exact arithmetic on both sides: 1e-6 + 1e-6 rel
+ *   gelu, silu, swiglu, rope libm (CPU, maybe vectorised) vs CUDA's expf/erff/
+ *                            tanhf/sincosf, a few ulp each: 1e-5 + 1e-5 rel
+ *   softmax, norms           other summation order: 1e-5 + 1e-4 rel
+ *   linear, matmul           cuBLAS in pedantic f32 (no TF32), K <= 96,
+ *                            inputs in [-1, 1]: 1e-4 + 1e-4 rel */
+#define TOL_EXACT 1e-6, 1e-6
+#define TOL_ELEM 1e-5, 1e-5
+#define TOL_ROW 1e-5, 1e-4
+#define TOL_GEMM 1e-4, 1e-4
+
+static dsp_context *ctx;
+static dsp_device gpu, cpu = {DSP_DEVICE_CPU, 0};
+static int failures, checks;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+#define FAIL(...)                                                                  \
+    do {                                                                           \
+        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+        fprintf(stderr, __VA_ARGS__);                                              \
+        fprintf(stderr, "\n");                                                     \
+        failures++;                                                                \
+    } while (0)
+
+#define EXPECT_RC(call, want)                                                      \
+    do {                                                                           \
+        int rc_ = (call);                                                          \
+        checks++;                                                                  \
+        if (rc_ != (want))                                                         \
+            FAIL("%s returned %d (%s), expected %d: %s", #call, rc_,               \
+                 dsp_strerror(rc_), (want), dsp_ops_error());                      \
+    } while (0)
+
+static float frand(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+static dsp_tensor *host(dsp_dtype dt, int ndim, const int64_t *shape)
+{
+    dsp_tensor *t = NULL;
+    if (dsp_tensor_new(dt, ndim, shape, &t) < 0) {
+        fprintf(stderr, "cannot allocate a host tensor\n");
+        exit(99);
+    }
+    return t;
+}
+
+static dsp_tensor *rand_f32(int ndim, const int64_t *shape)
+{
+    dsp_tensor *t = host(DSP_DTYPE_F32, ndim, shape);
+    float *p = dsp_tensor_data(t);
+    for (int64_t i = 0; i < dsp_tensor_numel(t); i++)
+        p[i] = frand();
+    return t;
+}
+
+static dsp_tensor *to(const dsp_tensor *t, dsp_device dev)
+{
+    dsp_tensor *d = NULL;
+    if (!t)
+        return NULL;
+    if (dsp_tensor_to_device(ctx, t, dev, &d) < 0) {
+        fprintf(stderr, "dsp_tensor_to_device: %s\n", dsp_context_errmsg(ctx));
+        exit(99);
+    }
+    return d;
+}
+
+/* The GPU result (copied back) against the CPU one. Consumes both. */
+static void compare(const char *what, dsp_tensor *c, dsp_tensor *g, double atol, double rtol)
+{
+    dsp_tensor *gh = NULL;
+    checks++;
+    if (!c || !g) {
+        FAIL("%s: missing result (cpu %p, gpu %p)", what, (void *)c, (void *)g);
+        goto out;
+    }
+    if (g->device.type != DSP_DEVICE_CUDA) {
+        FAIL("%s: the CUDA call returned a tensor on the CPU", what);
+        goto out;
+    }
+    gh = to(g, cpu);
+    if (dsp_tensor_numel(c) != dsp_tensor_numel(gh) || c->ndim != gh->ndim) {
+        FAIL("%s: shapes differ", what);
+        goto out;
+    }
+    const float *a = dsp_tensor_data(c), *b = dsp_tensor_data(gh);
+    double worst = 0;
+    int64_t at = -1;
+    for (int64_t i = 0; i < dsp_tensor_numel(c); i++) {
+        double err = fabs((double)a[i] - (double)b[i]), lim = atol + rtol * fabs((double)a[i]);
+        if (!(err <= lim) && (at < 0 || err > worst)) {
+            worst = err;
+            at = i;
+        }
+    }
+    if (at >= 0)
+        FAIL("%s: element %lld: cpu %.9g, cuda %.9g (|diff| %.3g)", what, (long long)at,
+             (double)a[at], (double)b[at], worst);
+out:
+    dsp_tensor_unref(&c);
+    dsp_tensor_unref(&g);
+    dsp_tensor_unref(&gh);
+}
+
+/* Run an operator of one to three tensor arguments on both devices. */
+typedef int (*op3)(const dsp_tensor *, const dsp_tensor *, const dsp_tensor *, const void *,
+                   dsp_tensor **);
+
+static void cross(const char *what, op3 fn, const dsp_tensor *x, const dsp_tensor *y,
+                  const dsp_tensor *z, const void *arg, double atol, double rtol)
+{
+    dsp_tensor *c = NULL, *g = NULL;
+    dsp_tensor *dx = to(x, gpu), *dy = to(y, gpu), *dz = to(z, gpu);
+    int rc = fn(x, y, z, arg, &c);
+    if (rc < 0)
+        FAIL("%s on the CPU: %s", what, dsp_ops_error());
+    rc = fn(dx, dy, dz, arg, &g);
+    if (rc < 0)
+        FAIL("%s on cuda:%d: %s", what, gpu.index, dsp_ops_error());
+    compare(what, c, g, atol, rtol);
+    dsp_tensor_unref(&dx);
+    dsp_tensor_unref(&dy);
+    dsp_tensor_unref(&dz);
+}
+
+static int do_linear(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *b,
+                     const void *arg, dsp_tensor **out)
+{
+    (void)arg;
+    return dsp_linear(x, w, b, out);
+}
+
+static int do_matmul(const dsp_tensor *a, const dsp_tensor *b, const dsp_tensor *z,
+                     const void *arg, dsp_tensor **out)
+{
+    (void)z;
+    return dsp_matmul(a, b, *(const int *)arg, out);
+}
+
+static int do_softmax(const dsp_tensor *x, const dsp_tensor *m, const dsp_tensor *z,
+                      const void *arg, dsp_tensor **out)
+{
+    (void)z;
+    (void)arg;
+    return dsp_softmax(x, m, out);
+}
+
+static int do_layernorm(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *b,
+                        const void *arg, dsp_tensor **out)
+{
+    (void)arg;
+    return dsp_layernorm(x, w, b, 1e-5f, out);
+}
+
+static int do_rmsnorm(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *z,
+                      const void *arg, dsp_tensor **out)
+{
+    (void)z;
+    (void)arg;
+    return dsp_rmsnorm(x, w, 1e-6f, out);
+}
+
+static int do_gelu(const dsp_tensor *x, const dsp_tensor *y, const dsp_tensor *z,
+                   const void *arg, dsp_tensor **out)
+{
+    (void)y;
+    (void)z;
+    return dsp_gelu(x, *(const dsp_gelu_kind *)arg, out);
+}
+
+static int do_silu(const dsp_tensor *x, const dsp_tensor *y, const dsp_tensor *z,
+                   const void *arg, dsp_tensor **out)
+{
+    (void)y;
+    (void)z;
+    (void)arg;
+    return dsp_silu(x, out);
+}
+
+static int do_swiglu(const dsp_tensor *g, const dsp_tensor *u, const dsp_tensor *z,
+                     const void *arg, dsp_tensor **out)
+{
+    (void)z;
+    (void)arg;
+    return dsp_swiglu(g, u, out);
+}
+
+static int do_add(const dsp_tensor *a, const dsp_tensor *b, const dsp_tensor *z,
+                  const void *arg, dsp_tensor **out)
+{
+    (void)z;
+    (void)arg;
+    return dsp_add(a, b, out);
+}
+
+static int do_mul(const dsp_tensor *a, const dsp_tensor *b, const dsp_tensor *z,
+                  const void *arg, dsp_tensor **out)
+{
+    (void)z;
+    (void)arg;
+    return dsp_mul(a, b, out);
+}
+
+typedef struct rope_arg {
+    float base;
+    int rot_dims;
+} rope_arg;
+
+static int do_rope(const dsp_tensor *x, const dsp_tensor *pos, const dsp_tensor *z,
+                   const void *arg, dsp_tensor **out)
+{
+    const rope_arg *r = arg;
+    (void)z;
+    return dsp_rope(x, pos, r->base, r->rot_dims, out);
+}
+
+#define SHAPE(...) (sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+
+static void test_gemm(void)
+{
+    dsp_tensor *x = rand_f32(SHAPE(37, 64)), *w = rand_f32(SHAPE(48, 64));
+    dsp_tensor *b = rand_f32(SHAPE(48)), *x3 = rand_f32(SHAPE(2, 5, 64));
+    cross("linear x[37,64] w[48,64] b[48]", do_linear, x, w, b, NULL, TOL_GEMM);
+    cross("linear without bias", do_linear, x, w, NULL, NULL, TOL_GEMM);
+    cross("linear x[2,5,64]", do_linear, x3, w, b, NULL, TOL_GEMM);
+
+    /* bf16 bias, f32 weight */
+    dsp_tensor *bb = host(DSP_DTYPE_BF16, SHAPE(48));
+    uint16_t *bp = dsp_tensor_data(bb);
+    for (int i = 0; i < 48; i++)
+        bp[i] = (uint16_t)(0x3f80 + i);     /* 1.0 and a little above */
+    cross("linear with a bf16 bias", do_linear, x, w, bb, NULL, TOL_GEMM);
+
+    int tn = 0, tt = 1;
+    dsp_tensor *a = rand_f32(SHAPE(3, 17, 33)), *bm = rand_f32(SHAPE(3, 33, 19));
+    dsp_tensor *bt = rand_f32(SHAPE(3, 19, 33)), *b2 = rand_f32(SHAPE(33, 19));
+    dsp_tensor *a4 = rand_f32(SHAPE(2, 1, 5, 7)), *b4 = rand_f32(SHAPE(3, 7, 4));
+    cross("matmul [3,17,33]x[3,33,19]", do_matmul, a, bm, NULL, &tn, TOL_GEMM);
+    cross("matmul transpose_b [3,17,33]x[3,19,33]^T", do_matmul, a, bt, NULL, &tt, TOL_GEMM);
+    cross("matmul broadcast b [33,19]", do_matmul, a, b2, NULL, &tn, TOL_GEMM);
+    /* batches [2,1] x [3]: irregular offsets, one cuBLAS call per batch */
+    cross("matmul broadcast [2,1,5,7]x[3,7,4]", do_matmul, a4, b4, NULL, &tn, TOL_GEMM);
+    dsp_tensor *tensors[] = {x, w, b, x3, bb, a, bm, bt, b2, a4, b4};
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
+        dsp_tensor_unref(&tensors[i]);
+}
+
+static void test_rows(void)
+{
+    dsp_tensor *x = rand_f32(SHAPE(6, 5, 300)), *small = rand_f32(SHAPE(7, 3));
+    dsp_tensor *w = rand_f32(SHAPE(300)), *b = rand_f32(SHAPE(300));
+    dsp_tensor *mu8 = host(DSP_DTYPE_U8, SHAPE(5, 300)), *mf = host(DSP_DTYPE_F32, SHAPE(300));
+    uint8_t *m = dsp_tensor_data(mu8);
+    float *mfp = dsp_tensor_data(mf);
+    for (int r = 0; r < 5; r++)
+        for (int j = 0; j < 300; j++)
+            m[r * 300 + j] = r == 2 ? 0 : (uint8_t)((j * 7 + r) % 3 != 0);   /* row 2: all masked */
+    for (int j = 0; j < 300; j++)
+        mfp[j] = j % 5 == 0 ? -INFINITY : frand();
+
+    cross("softmax [6,5,300]", do_softmax, x, NULL, NULL, NULL, TOL_ROW);
+    cross("softmax [7,3]", do_softmax, small, NULL, NULL, NULL, TOL_ROW);
+    cross("softmax with a u8 mask [5,300]", do_softmax, x, mu8, NULL, NULL, TOL_ROW);
+    cross("softmax with an f32 mask [300]", do_softmax, x, mf, NULL, NULL, TOL_ROW);
+    cross("layernorm [6,5,300]", do_layernorm, x, w, b, NULL, TOL_ROW);
+    cross("layernorm without bias", do_layernorm, x, w, NULL, NULL, TOL_ROW);
+    cross("rmsnorm [6,5,300]", do_rmsnorm, x, w, NULL, NULL, TOL_ROW);
+
+    dsp_tensor *wb = host(DSP_DTYPE_BF16, SHAPE(300));
+    uint16_t *wp = dsp_tensor_data(wb);
+    for (int j = 0; j < 300; j++)
+        wp[j] = (uint16_t)(0x3f00 + (j % 200));     /* 0.5 .. ~1.9 */
+    cross("rmsnorm with a bf16 weight", do_rmsnorm, x, wb, NULL, NULL, TOL_ROW);
+    dsp_tensor *tensors[] = {x, small, w, b, mu8, mf, wb};
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
+        dsp_tensor_unref(&tensors[i]);
+}
+
+static void test_elementwise(void)
+{
+    dsp_tensor *x = rand_f32(SHAPE(4, 33, 65)), *y = rand_f32(SHAPE(4, 33, 65));
+    dsp_tensor *bias = rand_f32(SHAPE(65)), *col = rand_f32(SHAPE(33, 1));
+    dsp_gelu_kind exact = DSP_GELU_EXACT, tanh_kind = DSP_GELU_TANH;
+    float *xp = dsp_tensor_data(x);
+    xp[0] = 6.0f;       /* the tails of the activations */
+    xp[1] = -6.0f;
+    cross("gelu exact", do_gelu, x, NULL, NULL, &exact, TOL_ELEM);
+    cross("gelu tanh", do_gelu, x, NULL, NULL, &tanh_kind, TOL_ELEM);
+    cross("silu", do_silu, x, NULL, NULL, NULL, TOL_ELEM);
+    cross("swiglu", do_swiglu, x, y, NULL, NULL, TOL_ELEM);
+    cross("add same shape", do_add, x, y, NULL, NULL, TOL_EXACT);
+    cross("add bias [65]", do_add, x, bias, NULL, NULL, TOL_EXACT);
+    cross("add column [33,1]", do_add, x, col, NULL, NULL, TOL_EXACT);
+    cross("mul same shape", do_mul, x, y, NULL, NULL, TOL_EXACT);
+    cross("mul bias [65]", do_mul, x, bias, NULL, NULL, TOL_EXACT);
+    cross("mul column [33,1]", do_mul, x, col, NULL, NULL, TOL_EXACT);
+
+    dsp_tensor *q = rand_f32(SHAPE(2, 3, 9, 16));
+    dsp_tensor *p32 = host(DSP_DTYPE_I32, SHAPE(9)), *p64 = host(DSP_DTYPE_I64, SHAPE(2, 9));
+    for (int s = 0; s < 9; s++) {
+        ((int32_t *)dsp_tensor_data(p32))[s] = s * 5;
+        ((int64_t *)dsp_tensor_data(p64))[s] = s;
+        ((int64_t *)dsp_tensor_data(p64))[9 + s] = 40 + 3 * s;
+    }
+    rope_arg full = {10000.0f, 0}, part = {500000.0f, 8};
+    cross("rope i32 pos [9]", do_rope, q, p32, NULL, &full, TOL_ELEM);
+    cross("rope i64 pos [2,9], rot_dims 8", do_rope, q, p64, NULL, &part, TOL_ELEM);
+    dsp_tensor *tensors[] = {x, y, bias, col, q, p32, p64};
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
+        dsp_tensor_unref(&tensors[i]);
+}
+
+/* A preallocated device output, written in place (out == a). */
+static void test_out_on_device(void)
+{
+    dsp_tensor *a = rand_f32(SHAPE(8, 40)), *b = rand_f32(SHAPE(40)), *c = NULL;
+    dsp_tensor *da = to(a, gpu), *db = to(b, gpu), *dout = da;
+    EXPECT_RC(dsp_add(a, b, &c), 0);
+    EXPECT_RC(dsp_add(da, db, &dout), 0);
+    if (dout != da)
+        FAIL("add into a preallocated device out replaced the tensor");
+    compare("add in place on the device", c, dsp_tensor_ref(da), TOL_EXACT);
+    dsp_tensor_unref(&a);
+    dsp_tensor_unref(&b);
+    dsp_tensor_unref(&da);
+    dsp_tensor_unref(&db);
+}
+
+static void expect_msg(const char *what, const char *needle)
+{
+    checks++;
+    if (!strstr(dsp_ops_error(), needle))
+        FAIL("%s: message '%s' lacks '%s'", what, dsp_ops_error(), needle);
+}
+
+static void test_errors(void)
+{
+    dsp_tensor *x = rand_f32(SHAPE(4, 6)), *w = rand_f32(SHAPE(3, 6)), *out = NULL;
+    dsp_tensor *dx = to(x, gpu), *dw = to(w, gpu), *view = NULL;
+
+    /* mixed devices */
+    EXPECT_RC(dsp_linear(dx, w, NULL, &out), DSP_EDEVICE);
+    expect_msg("mixed devices", "different devices");
+
+    /* an operator with no CUDA kernel yet */
+    dsp_tensor *ids = host(DSP_DTYPE_I32, SHAPE(2)), *dids;
+    memset(dsp_tensor_data(ids), 0, 2 * sizeof(int32_t));
+    dids = to(ids, gpu);
+    EXPECT_RC(dsp_embedding(dids, dw, &out), DSP_EUNSUPPORTED);
+    expect_msg("embedding", "embedding is not implemented on CUDA yet");
+
+    /* f16 weights in linear */
+    dsp_tensor *wh = host(DSP_DTYPE_F16, SHAPE(3, 6)), *dwh;
+    memset(dsp_tensor_data(wh), 0, 18 * sizeof(uint16_t));
+    dwh = to(wh, gpu);
+    EXPECT_RC(dsp_linear(dx, dwh, NULL, &out), DSP_EUNSUPPORTED);
+    expect_msg("linear f16", "f16 weights are not implemented on CUDA");
+
+    /* a strided (transposed) view of device memory */
+    if (dsp_tensor_from_buffer(DSP_DTYPE_F32, 2, (int64_t[]){6, 4}, (int64_t[]){1, 6}, dx->buf,
+                               0, &view) < 0)
+        FAIL("cannot make a transposed device view");
+    else {
+        EXPECT_RC(dsp_silu(view, &out), DSP_EUNSUPPORTED);
+        expect_msg("strided device input", "strided input");
+        dsp_tensor *back = NULL;
+        checks++;
+        if (dsp_tensor_to_device(ctx, view, cpu, &back) != DSP_EUNSUPPORTED)
+            FAIL("copying a strided device tensor to the CPU did not fail");
+        dsp_tensor_unref(&back);
+    }
+    if (out)
+        FAIL("a failed call left a result in *out");
+
+    /* a device that does not exist */
+    dsp_tensor *none = NULL;
+    checks++;
+    if (dsp_tensor_to_device(ctx, x, (dsp_device){DSP_DEVICE_CUDA, 999}, &none) != DSP_EDEVICE ||
+        none)
+        FAIL("copy to cuda:999 did not fail with DSP_EDEVICE");
+    else if (!strstr(dsp_context_errmsg(ctx), "cuda:999"))
+        FAIL("cuda:999: message '%s' does not name the device", dsp_context_errmsg(ctx));
+
+    /* round trip keeps every bit, strided CPU input included */
+    dsp_tensor *xt = NULL, *dxt, *back;
+    dsp_tensor_from_buffer(DSP_DTYPE_F32, 2, (int64_t[]){6, 4}, (int64_t[]){1, 6}, x->buf, 0,
+                           &xt);
+    dxt = to(xt, gpu);
+    back = to(dxt, cpu);
+    checks++;
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 4; j++)
+            if (((float *)dsp_tensor_data(back))[i * 4 + j] !=
+                ((float *)dsp_tensor_data(x))[j * 6 + i])
+                FAIL("round trip of a transposed tensor differs at [%d, %d]", i, j);
+    dsp_tensor *tensors[] = {x, w, dx, dw, view, ids, dids, wh, dwh, xt, dxt, back};
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
+        dsp_tensor_unref(&tensors[i]);
+}
+
+/* Without a GPU: the error paths that need none, then skip. */
+static int no_gpu(void)
+{
+    dsp_tensor *x = rand_f32(SHAPE(2, 3)), *d = NULL, *c = NULL;
+    int rc = 0;
+    printf("SKIP: no usable CUDA device: %s\n", dsp_context_errmsg(ctx));
+    if (dsp_tensor_to_device(ctx, x, (dsp_device){DSP_DEVICE_CUDA, 0}, &d) != DSP_EDEVICE || d) {
+        fprintf(stderr, "FAIL: copy to cuda:0 without a GPU did not fail with DSP_EDEVICE\n");
+        rc = 1;
+    } else
+        printf("copy to cuda:0 fails as it should: %s\n", dsp_context_errmsg(ctx));
+    if (dsp_tensor_to_device(ctx, x, cpu, &c) < 0 || !c || c->device.type != DSP_DEVICE_CPU) {
+        fprintf(stderr, "FAIL: a CPU to CPU copy failed: %s\n", dsp_context_errmsg(ctx));
+        rc = 1;
+    }
+    dsp_tensor_unref(&c);
+    dsp_tensor_unref(&x);
+    return rc ? 1 : 77;
+}
+
+int main(void)
+{
+    char name[64];
+    int rc;
+    if (dsp_context_new(&ctx) < 0) {
+        fprintf(stderr, "cannot create a context\n");
+        return 99;
+    }
+    if (dsp_device_open(ctx, "cuda", &gpu) < 0) {
+        rc = no_gpu();
+        dsp_context_free(&ctx);
+        return rc;
+    }
+    printf("comparing the CPU with %s\n", dsp_device_name(gpu, name, sizeof name));
+    test_gemm();
+    test_rows();
+    test_elementwise();
+    test_out_on_device();
+    test_errors();
+    printf("%d checks, %d failures\n", checks, failures);
+    dsp_context_free(&ctx);
+    return failures ? 1 : 0;
+}
