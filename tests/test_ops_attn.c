@@ -6,6 +6,7 @@
 #include <string.h>
 #include "dspipe/ops.h"
 #include "dspipe/tensorio.h"
+#include "ops_fixture.h"
 
 /* Tolerances: max |got - expected| <= TOL * (1 + max |expected|).
  * Scores are dot products of up to 64 terms summed in another order than
@@ -18,77 +19,12 @@
 #define TOL_ATTN 2e-5
 #define TOL_SAME 1e-6
 
-static const char *fixture_path(void)
-{
-    static char path[512];
-    const char *src = getenv("TESTS_SRCDIR");
-    snprintf(path, sizeof path, "%s/data/ops_attn/attention.safetensors",
-             src && *src ? src : ".");
-    return path;
-}
+#define FIXTURE_DIR "ops_attn"
 
-static dsp_safetensors *open_fixture(void)
-{
-    dsp_safetensors *st = NULL;
-    char *why = NULL;
-    int rc = dsp_safetensors_open(fixture_path(), &st, &why);
-    ck_assert_msg(rc == 0, "%s: %s", fixture_path(), why ? why : "?");
-    free(why);
-    return st;
-}
-
-static dsp_tensor *get(const dsp_safetensors *st, int i, const char *name)
-{
-    char key[64];
-    dsp_tensor *t = NULL;
-    snprintf(key, sizeof key, "case%d.%s", i, name);
-    if (dsp_safetensors_get(st, key, &t) < 0)
-        return NULL;
-    return t;
-}
-
-static double scalar(const dsp_safetensors *st, int i, const char *name)
-{
-    dsp_tensor *t = get(st, i, name);
-    ck_assert_ptr_nonnull(t);
-    double v = t->dtype == DSP_DTYPE_F32 ? *(const float *)dsp_tensor_data(t)
-                                         : (double)*(const int64_t *)dsp_tensor_data(t);
-    dsp_tensor_unref(&t);
-    return v;
-}
-
-static int ncases(const dsp_safetensors *st)
-{
-    int n = 0;
-    for (;; n++) {
-        dsp_tensor *t = get(st, n, "expected");
-        if (!t)
-            return n;
-        dsp_tensor_unref(&t);
-    }
-}
-
-/* Max abs error of got against expected (both contiguous f32, same shape);
- * asserts it is within tol * (1 + max|expected|). */
+/* ops_compare with this file's report width and comparison rules. */
 static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
 {
-    ck_assert_msg(got->ndim == exp->ndim &&
-                  !memcmp(got->shape, exp->shape, sizeof(int64_t) * (size_t)got->ndim),
-                  "%s: shapes differ", what);
-    ck_assert(dsp_tensor_is_contiguous(got) && dsp_tensor_is_contiguous(exp));
-    const float *g = dsp_tensor_data(got), *e = dsp_tensor_data(exp);
-    double err = 0, mx = 0;
-    for (int64_t i = 0; i < dsp_tensor_numel(got); i++) {
-        double d = fabs((double)g[i] - e[i]);
-        if (!(d <= err))
-            err = d;        /* NaN becomes the error */
-        if (fabs(e[i]) > mx)
-            mx = fabs(e[i]);
-    }
-    double limit = tol * (1 + mx);
-    printf("%-34s max abs err %.3g (limit %.3g)\n", what, err, limit);
-    ck_assert_msg(err <= limit, "%s: max abs err %g > %g", what, err, limit);
-    return err;
+    return ops_compare(what, got, exp, tol, 34, OPS_CMP_EXP_CONTIG | OPS_CMP_TERSE_SHAPE);
 }
 
 /* Options of case i; *glob receives the global tensor (caller unrefs). */
@@ -97,14 +33,14 @@ static dsp_attn_opts case_opts(const dsp_safetensors *st, int i, dsp_tensor **gl
 {
     dsp_attn_opts o;
     memset(&o, 0, sizeof o);
-    o.kind = (dsp_attn_kind)scalar(st, i, "kind");
-    o.scale = (float)scalar(st, i, "scale");
-    o.causal = (int)scalar(st, i, "causal");
-    o.window = (int)scalar(st, i, "window");
-    o.topk = (int)scalar(st, i, "topk");
-    o.q_offset = (int64_t)scalar(st, i, "q_offset");
-    *glob = get(st, i, "global");
-    *mask = get(st, i, "key_mask");
+    o.kind = (dsp_attn_kind)ops_scalar(st, i, "kind");
+    o.scale = (float)ops_scalar(st, i, "scale");
+    o.causal = (int)ops_scalar(st, i, "causal");
+    o.window = (int)ops_scalar(st, i, "window");
+    o.topk = (int)ops_scalar(st, i, "topk");
+    o.q_offset = (int64_t)ops_scalar(st, i, "q_offset");
+    *glob = ops_get(st, i, "global");
+    *mask = ops_get(st, i, "key_mask");
     if (*glob) {
         o.global = dsp_tensor_data(*glob);
         o.n_global = (int)dsp_tensor_numel(*glob);
@@ -135,40 +71,17 @@ static dsp_tensor *padded_view(const dsp_tensor *t, int64_t pad)
     return view;
 }
 
-/* The same values, stored with the last two dims swapped (stride[3] != 1):
- * the operator has to make a contiguous copy. */
-static dsp_tensor *transposed_view(const dsp_tensor *t)
-{
-    int64_t r = t->shape[2], c = t->shape[3], lead = t->shape[0] * t->shape[1];
-    int64_t shape[4] = {t->shape[0], t->shape[1], c, r}, stride[4];
-    dsp_tensor *store = NULL, *view = NULL;
-    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 4, shape, &store), 0);
-    const float *src = dsp_tensor_data(t);
-    float *dst = dsp_tensor_data(store);
-    for (int64_t l = 0; l < lead; l++)
-        for (int64_t i = 0; i < r; i++)
-            for (int64_t j = 0; j < c; j++)
-                dst[(l * c + j) * r + i] = src[(l * r + i) * c + j];
-    memcpy(stride, store->stride, sizeof stride);
-    stride[2] = 1;
-    stride[3] = r;
-    ck_assert_int_eq(dsp_tensor_from_buffer(DSP_DTYPE_F32, 4, t->shape, stride, store->buf, 0,
-                                            &view), 0);
-    dsp_tensor_unref(&store);
-    return view;
-}
-
 /* Every fixture case: *out NULL, preallocated *out, row-padded k/v views
  * (read in place) and a transposed q (copied). */
 START_TEST(test_fixtures)
 {
-    dsp_safetensors *st = open_fixture();
-    int n = ncases(st);
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, "attention");
+    int n = ops_ncases(st);
     ck_assert_int_ge(n, 14);
     double worst = 0;
     for (int i = 0; i < n; i++) {
-        dsp_tensor *q = get(st, i, "q"), *k = get(st, i, "k"), *v = get(st, i, "v");
-        dsp_tensor *exp = get(st, i, "expected"), *glob, *mask, *out = NULL;
+        dsp_tensor *q = ops_get(st, i, "q"), *k = ops_get(st, i, "k"), *v = ops_get(st, i, "v");
+        dsp_tensor *exp = ops_get(st, i, "expected"), *glob, *mask, *out = NULL;
         dsp_attn_opts o = case_opts(st, i, &glob, &mask);
         char what[64];
         snprintf(what, sizeof what, "attention case%d kind %d", i, (int)o.kind);
@@ -187,7 +100,7 @@ START_TEST(test_fixtures)
         compare(what, pre, exp, TOL_ATTN);
         dsp_tensor_unref(&pre);
 
-        dsp_tensor *kp = padded_view(k, 3), *vp = padded_view(v, 5), *qt = transposed_view(q);
+        dsp_tensor *kp = padded_view(k, 3), *vp = padded_view(v, 5), *qt = ops_transposed_view(q);
         dsp_tensor *sout = NULL;
         ck_assert_int_eq(dsp_attention(qt, kp, vp, &o, &sout), 0);
         snprintf(what, sizeof what, "attention case%d strided", i);
@@ -228,10 +141,10 @@ static dsp_tensor *slice_rows(const dsp_tensor *kv, int64_t from, int64_t t)
  * three chunks, q_offset = the cache length, then the new token's k/v. */
 START_TEST(test_kv_cache_decode)
 {
-    dsp_safetensors *st = open_fixture();
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, "attention");
     const int ci = 11;
-    dsp_tensor *q = get(st, ci, "q"), *k = get(st, ci, "k"), *v = get(st, ci, "v");
-    dsp_tensor *exp = get(st, ci, "expected"), *glob, *mask;
+    dsp_tensor *q = ops_get(st, ci, "q"), *k = ops_get(st, ci, "k"), *v = ops_get(st, ci, "v");
+    dsp_tensor *exp = ops_get(st, ci, "expected"), *glob, *mask;
     dsp_attn_opts o = case_opts(st, ci, &glob, &mask);
     ck_assert_int_eq(k->shape[2], 21);
     dsp_kv_cache *c = NULL;
@@ -305,36 +218,29 @@ static dsp_tensor *filled(int ndim, const int64_t *shape, unsigned seed)
     return t;
 }
 
-static void assert_error(int rc, int want, const char *needle)
-{
-    ck_assert_int_eq(rc, want);
-    ck_assert_msg(strstr(dsp_ops_error(), needle), "message \"%s\" lacks \"%s\"",
-                  dsp_ops_error(), needle);
-}
-
 START_TEST(test_kv_cache_errors)
 {
     dsp_kv_cache *c = NULL;
-    assert_error(dsp_kv_cache_new(1, 0, 8, 4, &c), DSP_EINVAL, "kv_cache_new: n_seqs 1, kv_heads 0");
+    ops_assert_error(dsp_kv_cache_new(1, 0, 8, 4, &c), DSP_EINVAL, "kv_cache_new: n_seqs 1, kv_heads 0");
     ck_assert_int_eq(dsp_kv_cache_new(2, 2, 8, 10, &c), 0);
     int64_t s6[] = {2, 6, 8}, s5[] = {2, 5, 8}, sh[] = {3, 2, 8}, sd[] = {2, 2, 7};
     dsp_tensor *k6 = filled(3, s6, 1), *k5 = filled(3, s5, 2), *kh = filled(3, sh, 3);
     dsp_tensor *kd = filled(3, sd, 4);
     ck_assert_int_eq(dsp_kv_cache_append(c, 0, k6, k6), 0);
-    assert_error(dsp_kv_cache_append(c, 0, k5, k5), DSP_ELIMIT,
-                 "kv_cache_append: sequence 0 holds 6 of 10 positions, cannot append 5 more");
+    ops_assert_error(dsp_kv_cache_append(c, 0, k5, k5), DSP_ELIMIT,
+                     "kv_cache_append: sequence 0 holds 6 of 10 positions, cannot append 5 more");
     ck_assert_int_eq(dsp_kv_cache_len(c, 0), 6);        /* nothing appended */
-    assert_error(dsp_kv_cache_append(c, 1, kh, kh), DSP_EINVAL,
-                 "k [3, 2, 8] does not match the cache (expects [2, t, 8])");
-    assert_error(dsp_kv_cache_append(c, 1, kd, kd), DSP_EINVAL,
-                 "k [2, 2, 7] does not match the cache (expects [2, t, 8])");
-    assert_error(dsp_kv_cache_append(c, 1, k6, k5), DSP_EINVAL, "differ in length");
-    assert_error(dsp_kv_cache_append(c, 2, k6, k6), DSP_EINVAL, "sequence 2 outside [0, 2)");
-    assert_error(dsp_kv_cache_append(c, -1, k6, k6), DSP_EINVAL, "sequence -1 outside [0, 2)");
+    ops_assert_error(dsp_kv_cache_append(c, 1, kh, kh), DSP_EINVAL,
+                     "k [3, 2, 8] does not match the cache (expects [2, t, 8])");
+    ops_assert_error(dsp_kv_cache_append(c, 1, kd, kd), DSP_EINVAL,
+                     "k [2, 2, 7] does not match the cache (expects [2, t, 8])");
+    ops_assert_error(dsp_kv_cache_append(c, 1, k6, k5), DSP_EINVAL, "differ in length");
+    ops_assert_error(dsp_kv_cache_append(c, 2, k6, k6), DSP_EINVAL, "sequence 2 outside [0, 2)");
+    ops_assert_error(dsp_kv_cache_append(c, -1, k6, k6), DSP_EINVAL, "sequence -1 outside [0, 2)");
     ck_assert_int_eq(dsp_kv_cache_len(c, 1), 0);
-    assert_error((int)dsp_kv_cache_len(c, 5), DSP_EINVAL, "kv_cache_len: sequence 5");
+    ops_assert_error((int)dsp_kv_cache_len(c, 5), DSP_EINVAL, "kv_cache_len: sequence 5");
     dsp_tensor *vk = NULL, *vv = NULL;
-    assert_error(dsp_kv_cache_view(c, 2, &vk, &vv), DSP_EINVAL, "kv_cache_view: sequence 2");
+    ops_assert_error(dsp_kv_cache_view(c, 2, &vk, &vv), DSP_EINVAL, "kv_cache_view: sequence 2");
     ck_assert_ptr_null(vk);
     dsp_kv_cache_reset(c, 7);                           /* ignored */
     ck_assert_int_eq(dsp_kv_cache_len(c, 0), 6);
@@ -361,37 +267,37 @@ START_TEST(test_attention_errors)
     dsp_tensor *kk = filled(4, k2, 4), *o = filled(4, os, 0), *keep = o, *none = NULL, *m = NULL;
     dsp_attn_opts opt;
     memset(&opt, 0, sizeof opt);
-    assert_error(dsp_attention(q, k, k, &opt, &none), DSP_EINVAL,
-                 "attention: q [1, 6, 5, 8] has 6 heads, not a multiple of k [1, 4, 7, 8]'s 4");
-    assert_error(dsp_attention(q, kb, kb, &opt, &none), DSP_EINVAL,
-                 "q [1, 6, 5, 8] and k [1, 2, 7, 9] differ in batch or head_dim");
-    assert_error(dsp_attention(q, kk, k, &opt, &none), DSP_EINVAL,
-                 "k [1, 2, 7, 8] and v [1, 4, 7, 8] differ in shape");
+    ops_assert_error(dsp_attention(q, k, k, &opt, &none), DSP_EINVAL,
+                     "attention: q [1, 6, 5, 8] has 6 heads, not a multiple of k [1, 4, 7, 8]'s 4");
+    ops_assert_error(dsp_attention(q, kb, kb, &opt, &none), DSP_EINVAL,
+                     "q [1, 6, 5, 8] and k [1, 2, 7, 9] differ in batch or head_dim");
+    ops_assert_error(dsp_attention(q, kk, k, &opt, &none), DSP_EINVAL,
+                     "k [1, 2, 7, 8] and v [1, 4, 7, 8] differ in shape");
     ck_assert_ptr_null(none);
-    assert_error(dsp_attention(q, kk, kk, &opt, &o), DSP_EINVAL,
-                 "attention: out is f32[1, 6, 5, 7], expected f32[1, 6, 5, 8]");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &o), DSP_EINVAL,
+                     "attention: out is f32[1, 6, 5, 7], expected f32[1, 6, 5, 8]");
     ck_assert_ptr_eq(o, keep);
-    assert_error(dsp_attention(q, kk, kk, NULL, &none), DSP_EINVAL, "opts is NULL");
+    ops_assert_error(dsp_attention(q, kk, kk, NULL, &none), DSP_EINVAL, "opts is NULL");
     opt.kind = DSP_ATTN_LOCAL;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "window 0 must be at least 1");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "window 0 must be at least 1");
     opt.kind = DSP_ATTN_TOPK;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "topk 0 must be at least 1");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "topk 0 must be at least 1");
     opt.kind = DSP_ATTN_HYBRID;
     opt.window = 2;
     opt.n_global = 3;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "n_global 3 with global NULL");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "n_global 3 with global NULL");
     opt.kind = (dsp_attn_kind)9;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "unknown attention kind 9");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "unknown attention kind 9");
     opt.kind = DSP_ATTN_FULL;
     opt.q_offset = -1;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "q_offset -1 is negative");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "q_offset -1 is negative");
     opt.q_offset = 0;
     ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_U8, 2, ms, &m), 0);
     opt.key_mask = m;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL,
-                 "key_mask [1, 6] does not match k [1, 2, 7, 8] (expects [1, 7])");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL,
+                     "key_mask [1, 6] does not match k [1, 2, 7, 8] (expects [1, 7])");
     opt.key_mask = q;
-    assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "key_mask is f32, expected u8");
+    ops_assert_error(dsp_attention(q, kk, kk, &opt, &none), DSP_EINVAL, "key_mask is f32, expected u8");
     ck_assert_ptr_null(none);
     dsp_tensor_unref(&q);
     dsp_tensor_unref(&k);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "dspipe/ops.h"
 #include "dspipe/tensorio.h"
+#include "ops_fixture.h"
 
 /* Tolerances: max |got - expected| <= TOL * (1 + max |expected|).
  * Convolutions sum up to 441 products (the r3d stem: 3x3x7x7) through
@@ -17,40 +18,19 @@
 #define TOL_CONV 3e-5
 #define TOL_F32 1e-5
 
-static const char *fixture_path(const char *op)
-{
-    static char path[512];
-    const char *src = getenv("TESTS_SRCDIR");
-    snprintf(path, sizeof path, "%s/data/ops_conv/%s.safetensors", src && *src ? src : ".", op);
-    return path;
-}
+#define FIXTURE_DIR "ops_conv"
 
-static dsp_safetensors *open_fixture(const char *op)
+/* ops_compare with this file's report width and comparison rules. */
+static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
 {
-    dsp_safetensors *st = NULL;
-    char *why = NULL;
-    int rc = dsp_safetensors_open(fixture_path(op), &st, &why);
-    ck_assert_msg(rc == 0, "%s: %s", fixture_path(op), why ? why : "?");
-    free(why);
-    return st;
-}
-
-/* caseN.name, or NULL when the case has no such tensor */
-static dsp_tensor *get(const dsp_safetensors *st, int i, const char *name)
-{
-    char key[64];
-    dsp_tensor *t = NULL;
-    snprintf(key, sizeof key, "case%d.%s", i, name);
-    if (dsp_safetensors_get(st, key, &t) < 0)
-        return NULL;
-    return t;
+    return ops_compare(what, got, exp, tol, 34, 0);
 }
 
 /* An i64 parameter vector caseN.name into v (zeros past its length);
  * returns its length. */
 static int ints(const dsp_safetensors *st, int i, const char *name, int *v, int max)
 {
-    dsp_tensor *t = get(st, i, name);
+    dsp_tensor *t = ops_get(st, i, name);
     ck_assert_msg(t != NULL, "case%d.%s missing", i, name);
     ck_assert(t->dtype == DSP_DTYPE_I64 && t->ndim == 1 && t->shape[0] <= max);
     const int64_t *d = dsp_tensor_data(t);
@@ -60,74 +40,6 @@ static int ints(const dsp_safetensors *st, int i, const char *name, int *v, int 
         v[k] = (int)d[k];
     dsp_tensor_unref(&t);
     return n;
-}
-
-static int ncases(const dsp_safetensors *st)
-{
-    int n = 0;
-    for (;; n++) {
-        dsp_tensor *t = get(st, n, "expected");
-        if (!t)
-            return n;
-        dsp_tensor_unref(&t);
-    }
-}
-
-/* Max abs error of got against expected; asserts it is within
- * tol * (1 + max|expected|) and returns it. */
-static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
-{
-    char a[128], b[128];
-    ck_assert_msg(got->ndim == exp->ndim &&
-                  !memcmp(got->shape, exp->shape, sizeof(int64_t) * (size_t)got->ndim),
-                  "%s: got %s, expected %s", what, dsp_tensor_describe(got, a, sizeof a),
-                  dsp_tensor_describe(exp, b, sizeof b));
-    ck_assert(dsp_tensor_is_contiguous(got) && got->dtype == DSP_DTYPE_F32);
-    const float *g = dsp_tensor_data(got), *e = dsp_tensor_data(exp);
-    int64_t n = dsp_tensor_numel(got);
-    double err = 0, mx = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)g[i] - e[i]);
-        if (!(d <= err))
-            err = d;        /* NaN in g becomes the error */
-        if (fabs(e[i]) > mx)
-            mx = fabs(e[i]);
-    }
-    double limit = tol * (1 + mx);
-    printf("%-34s max abs err %.3g (limit %.3g)\n", what, err, limit);
-    ck_assert_msg(err <= limit, "%s: max abs err %g > %g", what, err, limit);
-    return err;
-}
-
-/* A non-contiguous view equal to t: the data stored with the last two dims
- * swapped, viewed back through swapped strides. NULL below 2 dims. */
-static dsp_tensor *transposed_view(const dsp_tensor *t)
-{
-    if (t->ndim < 2)
-        return NULL;
-    int nd = t->ndim;
-    int64_t r = t->shape[nd - 2], c = t->shape[nd - 1], lead = dsp_tensor_numel(t) / (r * c);
-    size_t es = dsp_dtype_size(t->dtype);
-    int64_t shape[DSP_MAX_DIMS], stride[DSP_MAX_DIMS];
-    memcpy(shape, t->shape, sizeof shape);
-    shape[nd - 2] = c;
-    shape[nd - 1] = r;
-    dsp_tensor *store = NULL, *view = NULL;
-    ck_assert_int_eq(dsp_tensor_new(t->dtype, nd, shape, &store), 0);
-    const char *src = dsp_tensor_data(t);
-    char *dst = dsp_tensor_data(store);
-    for (int64_t l = 0; l < lead; l++)
-        for (int64_t i = 0; i < r; i++)
-            for (int64_t j = 0; j < c; j++)
-                memcpy(dst + ((l * c + j) * r + i) * es, src + ((l * r + i) * c + j) * es, es);
-    memcpy(stride, store->stride, sizeof stride);
-    stride[nd - 2] = 1;
-    stride[nd - 1] = r;
-    memcpy(shape, t->shape, sizeof shape);
-    ck_assert_int_eq(dsp_tensor_from_buffer(t->dtype, nd, shape, stride, store->buf,
-                                            store->offset, &view), 0);
-    dsp_tensor_unref(&store);
-    return view;
 }
 
 enum { IN_MAX = 6 };
@@ -160,7 +72,7 @@ static int run(const char *op, const dsp_safetensors *st, int i, dsp_tensor **in
         return dsp_adaptive_pool(in[0], (dsp_pool_kind)k[0], a, out);
     }
     if (!strcmp(op, "batchnorm")) {
-        dsp_tensor *e = get(st, i, "eps");
+        dsp_tensor *e = ops_get(st, i, "eps");
         ck_assert_ptr_nonnull(e);
         float eps = *(const float *)dsp_tensor_data(e);
         dsp_tensor_unref(&e);
@@ -206,16 +118,16 @@ static void check_op(const char *op, double tol)
         if (!strcmp(input_names[k][0], op))
             names = input_names[k] + 1;
     ck_assert_ptr_nonnull(names);
-    dsp_safetensors *st = open_fixture(op);
-    int n = ncases(st);
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, op);
+    int n = ops_ncases(st);
     ck_assert_int_gt(n, 0);
     double worst = 0;
     for (int i = 0; i < n; i++) {
-        dsp_tensor *in[IN_MAX] = {NULL}, *exp = get(st, i, "expected"), *out = NULL;
+        dsp_tensor *in[IN_MAX] = {NULL}, *exp = ops_get(st, i, "expected"), *out = NULL;
         char what[64];
         double tol_i = case_tol(op, st, i, tol);
         for (int k = 0; k < IN_MAX - 1 && names[k]; k++)
-            in[k] = get(st, i, names[k]);
+            in[k] = ops_get(st, i, names[k]);
         snprintf(what, sizeof what, "%s case%d", op, i);
         int rc = run(op, st, i, in, &out);
         ck_assert_msg(rc == 0, "%s: rc %d: %s", what, rc, dsp_ops_error());
@@ -233,7 +145,7 @@ static void check_op(const char *op, double tol)
         dsp_tensor_unref(&pre);
 
         for (int k = 0; k < IN_MAX - 1; k++) {
-            dsp_tensor *orig = in[k], *view = orig ? transposed_view(orig) : NULL, *sout = NULL;
+            dsp_tensor *orig = in[k], *view = orig ? ops_transposed_view(orig) : NULL, *sout = NULL;
             if (!view)
                 continue;
             in[k] = view;
@@ -315,13 +227,6 @@ START_TEST(test_conv_chunked)
 }
 END_TEST
 
-static void assert_error(int rc, int want, const char *needle)
-{
-    ck_assert_int_eq(rc, want);
-    ck_assert_msg(strstr(dsp_ops_error(), needle), "message \"%s\" lacks \"%s\"",
-                  dsp_ops_error(), needle);
-}
-
 START_TEST(test_errors)
 {
     int64_t xs[] = {1, 3, 7, 13}, x5s[] = {1, 3, 5, 5}, wg[] = {4, 1, 3, 3}, wbig[] = {2, 3, 7, 7};
@@ -333,63 +238,63 @@ START_TEST(test_errors)
     memset(&opt, 0, sizeof opt);
 
     opt.groups = 2;
-    assert_error(dsp_conv2d(x, w_g, NULL, &opt, &none), DSP_EINVAL,
-                 "conv2d: channels not divisible by groups 2: x [1, 3, 7, 13] has 3, "
-                 "w [4, 1, 3, 3] has 4 output channels");
+    ops_assert_error(dsp_conv2d(x, w_g, NULL, &opt, &none), DSP_EINVAL,
+                     "conv2d: channels not divisible by groups 2: x [1, 3, 7, 13] has 3, "
+                     "w [4, 1, 3, 3] has 4 output channels");
     opt.groups = 0;
-    assert_error(dsp_conv2d(x, w_ch, NULL, &opt, &none), DSP_EINVAL,
-                 "conv2d: w [4, 2, 3, 3] expects 2 input channels per group, x [1, 3, 7, 13] "
-                 "has 3 (3 channels / 1 groups)");
-    assert_error(dsp_conv2d(x5, w_big, NULL, &opt, &none), DSP_EINVAL,
-                 "conv2d: kernel larger than the padded input at dim h: w [2, 3, 7, 7] spans 7 "
-                 "(dilation 1), x [1, 3, 5, 5] padded by 0 gives 5");
+    ops_assert_error(dsp_conv2d(x, w_ch, NULL, &opt, &none), DSP_EINVAL,
+                     "conv2d: w [4, 2, 3, 3] expects 2 input channels per group, x [1, 3, 7, 13] "
+                     "has 3 (3 channels / 1 groups)");
+    ops_assert_error(dsp_conv2d(x5, w_big, NULL, &opt, &none), DSP_EINVAL,
+                     "conv2d: kernel larger than the padded input at dim h: w [2, 3, 7, 7] spans 7 "
+                     "(dilation 1), x [1, 3, 5, 5] padded by 0 gives 5");
     opt.padding[0] = opt.padding[1] = 1;    /* 5 + 2 = 7: fits exactly */
     ck_assert_int_eq(dsp_conv2d(x5, w_big, NULL, &opt, &none), 0);
     dsp_tensor_unref(&none);
     opt.dilation[1] = 2;
-    assert_error(dsp_conv2d(x5, w_big, NULL, &opt, &none), DSP_EINVAL,
-                 "at dim w: w [2, 3, 7, 7] spans 13 (dilation 2)");
-    assert_error(dsp_conv3d(x, w_g, NULL, NULL, &none), DSP_EINVAL,
-                 "conv3d: expects x [n, c, d, h, w] and w [oc, c / groups, kd, kh, kw], got "
-                 "x [1, 3, 7, 13] and w [4, 1, 3, 3]");
-    assert_error(dsp_conv2d(xr3, w_g, NULL, NULL, &none), DSP_EINVAL,
-                 "conv2d: expects x [n, c, h, w] and w [oc, c / groups, kh, kw], got "
-                 "x [3, 7, 13]");
-    assert_error(dsp_conv2d(x, w_g, mean, NULL, &none), DSP_EINVAL,
-                 "conv2d: w [4, 1, 3, 3] expects 1 input channels per group");
+    ops_assert_error(dsp_conv2d(x5, w_big, NULL, &opt, &none), DSP_EINVAL,
+                     "at dim w: w [2, 3, 7, 7] spans 13 (dilation 2)");
+    ops_assert_error(dsp_conv3d(x, w_g, NULL, NULL, &none), DSP_EINVAL,
+                     "conv3d: expects x [n, c, d, h, w] and w [oc, c / groups, kd, kh, kw], got "
+                     "x [1, 3, 7, 13] and w [4, 1, 3, 3]");
+    ops_assert_error(dsp_conv2d(xr3, w_g, NULL, NULL, &none), DSP_EINVAL,
+                     "conv2d: expects x [n, c, h, w] and w [oc, c / groups, kh, kw], got "
+                     "x [3, 7, 13]");
+    ops_assert_error(dsp_conv2d(x, w_g, mean, NULL, &none), DSP_EINVAL,
+                     "conv2d: w [4, 1, 3, 3] expects 1 input channels per group");
     opt = (dsp_conv_opts){.groups = 3};
-    assert_error(dsp_conv2d(x, w_g, x5, &opt, &none), DSP_EINVAL,
-                 "conv2d: channels not divisible by groups 3");
+    ops_assert_error(dsp_conv2d(x, w_g, x5, &opt, &none), DSP_EINVAL,
+                     "conv2d: channels not divisible by groups 3");
     ck_assert_ptr_null(none);
 
     /* wrong preallocated out: refused, left as it was */
     opt = (dsp_conv_opts){.groups = 3, .padding = {1, 1}};
     int64_t ws3[] = {6, 1, 3, 3};
     dsp_tensor *w3 = filled(4, ws3, 11);
-    assert_error(dsp_conv2d(x, w3, NULL, &opt, &o), DSP_EINVAL,
-                 "conv2d: out is f32[1, 4, 7, 13], expected f32[1, 6, 7, 13]");
+    ops_assert_error(dsp_conv2d(x, w3, NULL, &opt, &o), DSP_EINVAL,
+                     "conv2d: out is f32[1, 4, 7, 13], expected f32[1, 6, 7, 13]");
     ck_assert_ptr_eq(o, keep);
     dsp_tensor_unref(&w3);
 
     int k2[] = {3, 3}, k9[] = {9, 3}, pbad[] = {2, 0};
-    assert_error(dsp_pool(xr3, DSP_POOL_MAX, k2, NULL, NULL, &none), DSP_EINVAL,
-                 "pool: expects x [n, c, h, w] or [n, c, d, h, w], got x [3, 7, 13]");
-    assert_error(dsp_pool(x, DSP_POOL_AVG, k9, NULL, NULL, &none), DSP_EINVAL,
-                 "pool: kernel larger than the padded input at dim h: kernel 9, x [1, 3, 7, 13] "
-                 "padded by 0 gives 7");
-    assert_error(dsp_pool(x, DSP_POOL_MAX, k2, NULL, pbad, &none), DSP_EINVAL,
-                 "pool: dim h: kernel 3, stride 3, padding 2");
-    assert_error(dsp_adaptive_pool(xr3, DSP_POOL_AVG, k2, &none), DSP_EINVAL,
-                 "adaptive_pool: expects x [n, c, h, w] or [n, c, d, h, w]");
+    ops_assert_error(dsp_pool(xr3, DSP_POOL_MAX, k2, NULL, NULL, &none), DSP_EINVAL,
+                     "pool: expects x [n, c, h, w] or [n, c, d, h, w], got x [3, 7, 13]");
+    ops_assert_error(dsp_pool(x, DSP_POOL_AVG, k9, NULL, NULL, &none), DSP_EINVAL,
+                     "pool: kernel larger than the padded input at dim h: kernel 9, x [1, 3, 7, 13] "
+                     "padded by 0 gives 7");
+    ops_assert_error(dsp_pool(x, DSP_POOL_MAX, k2, NULL, pbad, &none), DSP_EINVAL,
+                     "pool: dim h: kernel 3, stride 3, padding 2");
+    ops_assert_error(dsp_adaptive_pool(xr3, DSP_POOL_AVG, k2, &none), DSP_EINVAL,
+                     "adaptive_pool: expects x [n, c, h, w] or [n, c, d, h, w]");
     int zero[] = {0, 3};
-    assert_error(dsp_adaptive_pool(x, DSP_POOL_AVG, zero, &none), DSP_EINVAL,
-                 "adaptive_pool: out_size 0 at dim h, expected at least 1");
-    assert_error(dsp_upsample(xr3, k2, DSP_UPSAMPLE_LINEAR, 0, &none), DSP_EINVAL,
-                 "upsample: expects x [n, c, h, w] or [n, c, d, h, w], got x [3, 7, 13]");
-    assert_error(dsp_batchnorm(x, mean, mean, NULL, NULL, 1e-5f, &none), DSP_EINVAL,
-                 "batchnorm: mean [4] does not match the 3 channels of x [1, 3, 7, 13]");
-    assert_error(dsp_batchnorm(x, NULL, mean, NULL, NULL, 1e-5f, &none), DSP_EINVAL,
-                 "batchnorm: mean is NULL");
+    ops_assert_error(dsp_adaptive_pool(x, DSP_POOL_AVG, zero, &none), DSP_EINVAL,
+                     "adaptive_pool: out_size 0 at dim h, expected at least 1");
+    ops_assert_error(dsp_upsample(xr3, k2, DSP_UPSAMPLE_LINEAR, 0, &none), DSP_EINVAL,
+                     "upsample: expects x [n, c, h, w] or [n, c, d, h, w], got x [3, 7, 13]");
+    ops_assert_error(dsp_batchnorm(x, mean, mean, NULL, NULL, 1e-5f, &none), DSP_EINVAL,
+                     "batchnorm: mean [4] does not match the 3 channels of x [1, 3, 7, 13]");
+    ops_assert_error(dsp_batchnorm(x, NULL, mean, NULL, NULL, 1e-5f, &none), DSP_EINVAL,
+                     "batchnorm: mean is NULL");
     ck_assert_ptr_null(none);
 
     dsp_tensor *xs_[] = {x, x5, w_g, w_big, w_ch, xr3, mean, o};

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "dspipe/ops.h"
 #include "dspipe/tensorio.h"
+#include "ops_fixture.h"
 
 /* Tolerances: max |got - expected| <= TOL * (1 + max |expected|).
  * dsp_dequantize must equal the script's code * scale exactly (the same
@@ -22,96 +23,19 @@
 #define TOL_Q8 0.02
 #define TOL_Q4 0.25
 
-static dsp_safetensors *open_fixture(const char *name)
-{
-    char path[512];
-    const char *src = getenv("TESTS_SRCDIR");
-    snprintf(path, sizeof path, "%s/data/ops_quant/%s.safetensors", src && *src ? src : ".",
-             name);
-    dsp_safetensors *st = NULL;
-    char *why = NULL;
-    int rc = dsp_safetensors_open(path, &st, &why);
-    ck_assert_msg(rc == 0, "%s: %s", path, why ? why : "?");
-    free(why);
-    return st;
-}
+#define FIXTURE_DIR "ops_quant"
 
-/* caseN.name (i >= 0) or shared.name (i < 0); NULL when absent */
-static dsp_tensor *get(const dsp_safetensors *st, int i, const char *name)
-{
-    char key[64];
-    dsp_tensor *t = NULL;
-    if (i >= 0)
-        snprintf(key, sizeof key, "case%d.%s", i, name);
-    else
-        snprintf(key, sizeof key, "shared.%s", name);
-    if (dsp_safetensors_get(st, key, &t) < 0)
-        return NULL;
-    return t;
-}
-
-static double scalar(const dsp_safetensors *st, int i, const char *name)
-{
-    dsp_tensor *t = get(st, i, name);
-    ck_assert_msg(t != NULL, "case%d.%s missing", i, name);
-    double v = t->dtype == DSP_DTYPE_F32 ? *(const float *)dsp_tensor_data(t)
-                                         : (double)*(const int64_t *)dsp_tensor_data(t);
-    dsp_tensor_unref(&t);
-    return v;
-}
-
-static int ncases(const dsp_safetensors *st)
-{
-    int n = 0;
-    for (;; n++) {
-        dsp_tensor *t = get(st, n, "expected");
-        if (!t)
-            return n;
-        dsp_tensor_unref(&t);
-    }
-}
-
-/* Max abs error of got against expected (both contiguous f32, same shape),
- * asserted within tol * (1 + max|expected|). */
+/* ops_compare with this file's report width and comparison rules. */
 static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
 {
-    ck_assert_msg(got->ndim == exp->ndim &&
-                  !memcmp(got->shape, exp->shape, sizeof(int64_t) * (size_t)got->ndim),
-                  "%s: shapes differ", what);
-    ck_assert(dsp_tensor_is_contiguous(got) && got->dtype == DSP_DTYPE_F32);
-    const float *g = dsp_tensor_data(got), *e = dsp_tensor_data(exp);
-    double err = 0, mx = 0;
-    for (int64_t i = 0; i < dsp_tensor_numel(got); i++) {
-        double d = fabs((double)g[i] - e[i]);
-        if (!(d <= err))
-            err = d;
-        if (fabs(e[i]) > mx)
-            mx = fabs(e[i]);
-    }
-    double limit = tol * (1 + mx);
-    printf("%-34s max abs err %.3g (limit %.3g)\n", what, err, limit);
-    ck_assert_msg(err <= limit, "%s: max abs err %g > %g", what, err, limit);
-    return err;
+    return ops_compare(what, got, exp, tol, 34, OPS_CMP_TERSE_SHAPE);
 }
 
-/* A strided (non-contiguous) view with t's shape and values: the data is
- * stored transposed and read back through swapped strides. */
+/* ops_transposed_view of a matrix (2 dims only). */
 static dsp_tensor *transposed_view(const dsp_tensor *t)
 {
     ck_assert_int_eq(t->ndim, 2);
-    int64_t r = t->shape[0], c = t->shape[1], shape[2] = {c, r}, stride[2] = {1, r};
-    size_t es = dsp_dtype_size(t->dtype);
-    dsp_tensor *store = NULL, *view = NULL;
-    ck_assert_int_eq(dsp_tensor_new(t->dtype, 2, shape, &store), 0);
-    const char *src = dsp_tensor_data(t);
-    char *dst = dsp_tensor_data(store);
-    for (int64_t i = 0; i < r; i++)
-        for (int64_t j = 0; j < c; j++)
-            memcpy(dst + (j * r + i) * es, src + (i * c + j) * es, es);
-    ck_assert_int_eq(dsp_tensor_from_buffer(t->dtype, 2, t->shape, stride, store->buf,
-                                            store->offset, &view), 0);
-    dsp_tensor_unref(&store);
-    return view;
+    return ops_transposed_view(t);
 }
 
 /* The fixture's codes times its scales: what dsp_dequantize must give. */
@@ -140,25 +64,25 @@ static dsp_tensor *ref_dequant(const dsp_tensor *q, const dsp_tensor *scale, int
 
 START_TEST(test_quant_fixtures)
 {
-    dsp_safetensors *st = open_fixture("quant");
-    int n = ncases(st);
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, "quant");
+    int n = ops_ncases(st);
     ck_assert_int_gt(n, 0);
     for (int i = 0; i < n; i++) {
-        dsp_tensor *w = get(st, i, "w"), *x, *b, *y32;
+        dsp_tensor *w = ops_get(st, i, "w"), *x, *b, *y32;
         int big = w == NULL;    /* the shared [256, 512] accuracy matrix */
         if (big) {
-            w = get(st, -1, "w");
-            x = get(st, -1, "x");
-            b = get(st, -1, "b");
-            y32 = get(st, -1, "y_f32");
+            w = ops_get(st, -1, "w");
+            x = ops_get(st, -1, "x");
+            b = ops_get(st, -1, "b");
+            y32 = ops_get(st, -1, "y_f32");
         } else {
-            x = get(st, i, "x");
-            b = get(st, i, "b");
-            y32 = get(st, i, "y_f32");
+            x = ops_get(st, i, "x");
+            b = ops_get(st, i, "b");
+            y32 = ops_get(st, i, "y_f32");
         }
-        dsp_tensor *q = get(st, i, "q"), *scale = get(st, i, "scale");
-        dsp_tensor *exp = get(st, i, "expected");
-        int kind = (int)scalar(st, i, "kind"), group = (int)scalar(st, i, "group");
+        dsp_tensor *q = ops_get(st, i, "q"), *scale = ops_get(st, i, "scale");
+        dsp_tensor *exp = ops_get(st, i, "expected");
+        int kind = (int)ops_scalar(st, i, "kind"), group = (int)ops_scalar(st, i, "group");
         int64_t O = w->shape[0], I = w->shape[1];
         char what[96];
         const char *kn = kind == DSP_QUANT_INT8 ? "int8" : "int4";
@@ -251,13 +175,13 @@ enum { MAXE = 32 };
 
 START_TEST(test_moe_fixtures)
 {
-    dsp_safetensors *st = open_fixture("moe");
-    int n = ncases(st);
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, "moe");
+    int n = ops_ncases(st);
     ck_assert_int_gt(n, 0);
     for (int i = 0; i < n; i++) {
-        dsp_tensor *x = get(st, i, "x"), *router = get(st, i, "router"), *exp = get(st, i, "expected");
-        dsp_tensor *st3[6] = {get(st, i, "gate"), get(st, i, "up"), get(st, i, "down"),
-                              get(st, i, "sgate"), get(st, i, "sup"), get(st, i, "sdown")};
+        dsp_tensor *x = ops_get(st, i, "x"), *router = ops_get(st, i, "router"), *exp = ops_get(st, i, "expected");
+        dsp_tensor *st3[6] = {ops_get(st, i, "gate"), ops_get(st, i, "up"), ops_get(st, i, "down"),
+                              ops_get(st, i, "sgate"), ops_get(st, i, "sup"), ops_get(st, i, "sdown")};
         int E = (int)st3[0]->shape[0], S = st3[3] ? (int)st3[3]->shape[0] : 0;
         ck_assert(E + S <= MAXE);
         dsp_tensor *w[MAXE][3], *wt[MAXE][3];
@@ -270,8 +194,8 @@ START_TEST(test_moe_fixtures)
             ex[e] = (dsp_moe_expert){w[e][0], w[e][1], w[e][2]};
             ext[e] = (dsp_moe_expert){wt[e][0], wt[e][1], wt[e][2]};
         }
-        dsp_moe_opts o = {(int)scalar(st, i, "top_k"), (dsp_moe_score)scalar(st, i, "score"),
-                          (int)scalar(st, i, "renorm"), (float)scalar(st, i, "routed_scale")};
+        dsp_moe_opts o = {(int)ops_scalar(st, i, "top_k"), (dsp_moe_score)ops_scalar(st, i, "score"),
+                          (int)ops_scalar(st, i, "renorm"), (float)ops_scalar(st, i, "routed_scale")};
         char what[96];
         dsp_tensor *y = NULL, *pre = NULL, *keep, *ys = NULL;
         int rc = dsp_moe(x, router, ex, E, S ? ex + E : NULL, S, &o, &y);
@@ -316,42 +240,35 @@ static dsp_tensor *filled(int ndim, const int64_t *shape, float v)
     return t;
 }
 
-static void assert_error(int rc, int want, const char *needle)
-{
-    ck_assert_int_eq(rc, want);
-    ck_assert_msg(strstr(dsp_ops_error(), needle), "message \"%s\" lacks \"%s\"",
-                  dsp_ops_error(), needle);
-}
-
 START_TEST(test_quant_errors)
 {
     int64_t ws[] = {8, 48}, w2[] = {8, 64}, xs[] = {3, 32}, os[] = {3, 9};
     dsp_tensor *w = filled(2, ws, 0), *wok = filled(2, w2, 0), *x = filled(2, xs, 1);
     dsp_tensor *o = filled(2, os, 0), *none = NULL, *keep = o;
     dsp_qweight *q = NULL;
-    assert_error(dsp_quantize(w, DSP_QUANT_INT8, 32, &q), DSP_EINVAL,
-                 "quantize: w [8, 48] has in_features 48, not a multiple of group_size 32");
+    ops_assert_error(dsp_quantize(w, DSP_QUANT_INT8, 32, &q), DSP_EINVAL,
+                     "quantize: w [8, 48] has in_features 48, not a multiple of group_size 32");
     ck_assert_ptr_null(q);
-    assert_error(dsp_quantize(wok, DSP_QUANT_INT4, 64, &q), DSP_EINVAL,
-                 "quantize: group_size 64 is not supported (32 or 128)");
-    assert_error(dsp_quantize(wok, (dsp_quant_kind)3, 32, &q), DSP_EINVAL, "unknown kind 3");
+    ops_assert_error(dsp_quantize(wok, DSP_QUANT_INT4, 64, &q), DSP_EINVAL,
+                     "quantize: group_size 64 is not supported (32 or 128)");
+    ops_assert_error(dsp_quantize(wok, (dsp_quant_kind)3, 32, &q), DSP_EINVAL, "unknown kind 3");
     ((float *)dsp_tensor_data(wok))[2 * 64 + 5] = NAN;
-    assert_error(dsp_quantize(wok, DSP_QUANT_INT8, 32, &q), DSP_EINVAL,
-                 "row 2 of w [8, 64] holds inf or NaN");
+    ops_assert_error(dsp_quantize(wok, DSP_QUANT_INT8, 32, &q), DSP_EINVAL,
+                     "row 2 of w [8, 64] holds inf or NaN");
     ((float *)dsp_tensor_data(wok))[2 * 64 + 5] = 0.0f;
     ck_assert_ptr_null(q);
     ck_assert_int_eq(dsp_quantize(wok, DSP_QUANT_INT4, 32, &q), 0);
-    assert_error(dsp_linear_q(x, q, NULL, &none), DSP_EINVAL,
-                 "linear_q: x [3, 32] has 32 features, w int4[8, 64] g32 expects 64");
+    ops_assert_error(dsp_linear_q(x, q, NULL, &none), DSP_EINVAL,
+                     "linear_q: x [3, 32] has 32 features, w int4[8, 64] g32 expects 64");
     ck_assert_ptr_null(none);
     dsp_tensor *x64 = NULL;
     int64_t x64s[] = {3, 64};
     x64 = filled(2, x64s, 0);
-    assert_error(dsp_linear_q(x64, q, NULL, &o), DSP_EINVAL,
-                 "linear_q: out is f32[3, 9], expected f32[3, 8]");
+    ops_assert_error(dsp_linear_q(x64, q, NULL, &o), DSP_EINVAL,
+                     "linear_q: out is f32[3, 9], expected f32[3, 8]");
     ck_assert_ptr_eq(o, keep);
-    assert_error(dsp_linear_q(x64, q, x, &none), DSP_EINVAL, "linear_q: b [3, 32] does not match");
-    assert_error(dsp_dequantize(NULL, &none), DSP_EINVAL, "dequantize: w is NULL");
+    ops_assert_error(dsp_linear_q(x64, q, x, &none), DSP_EINVAL, "linear_q: b [3, 32] does not match");
+    ops_assert_error(dsp_dequantize(NULL, &none), DSP_EINVAL, "dequantize: w is NULL");
     ck_assert_int_eq(dsp_qweight_shape(NULL, NULL, NULL), DSP_EINVAL);
     ck_assert_uint_eq(dsp_qweight_bytes(NULL), 0);
     dsp_qweight_free(&q);
@@ -370,19 +287,19 @@ START_TEST(test_moe_errors)
     for (int e = 0; e < 4; e++)
         ex[e] = (dsp_moe_expert){g, g, d};
     dsp_moe_opts o = {5, DSP_MOE_SOFTMAX, 1, 0.0f};
-    assert_error(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), DSP_EINVAL,
-                 "moe: top_k 5 must be in [1, n_experts 4]");
+    ops_assert_error(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), DSP_EINVAL,
+                     "moe: top_k 5 must be in [1, n_experts 4]");
     o.top_k = 0;
-    assert_error(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), DSP_EINVAL, "top_k 0");
+    ops_assert_error(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), DSP_EINVAL, "top_k 0");
     o.top_k = 2;
-    assert_error(dsp_moe(x, r, ex, 3, NULL, 0, &o, &none), DSP_EINVAL,
-                 "moe: expects x [tokens, dim] and router [3, dim], got x [5, 8] and router [4, 8]");
+    ops_assert_error(dsp_moe(x, r, ex, 3, NULL, 0, &o, &none), DSP_EINVAL,
+                     "moe: expects x [tokens, dim] and router [3, dim], got x [5, 8] and router [4, 8]");
     ex[2].down = db;
-    assert_error(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), DSP_EINVAL,
-                 "moe: experts[2]: gate [6, 8], up [6, 8], down [8, 5] do not fit dim 8");
+    ops_assert_error(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), DSP_EINVAL,
+                     "moe: experts[2]: gate [6, 8], up [6, 8], down [8, 5] do not fit dim 8");
     ex[2].down = d;
-    assert_error(dsp_moe(x, r, ex, 4, NULL, 1, &o, &none), DSP_EINVAL, "shared[] for n_shared 1");
-    assert_error(dsp_moe(x, r, ex, 4, NULL, 0, NULL, &none), DSP_EINVAL, "moe: opts is NULL");
+    ops_assert_error(dsp_moe(x, r, ex, 4, NULL, 1, &o, &none), DSP_EINVAL, "shared[] for n_shared 1");
+    ops_assert_error(dsp_moe(x, r, ex, 4, NULL, 0, NULL, &none), DSP_EINVAL, "moe: opts is NULL");
     ck_assert_ptr_null(none);
     /* sanity: the same call with valid options works and routed_scale 0 means 1 */
     ck_assert_int_eq(dsp_moe(x, r, ex, 4, NULL, 0, &o, &none), 0);

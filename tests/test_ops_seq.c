@@ -6,6 +6,7 @@
 #include <string.h>
 #include "dspipe/ops.h"
 #include "dspipe/tensorio.h"
+#include "ops_fixture.h"
 
 /* Tolerances: max |got - expected| <= TOL * (1 + max |expected|).
  * CSR aggregation adds the edges in CSR order, the order index_add_ uses,
@@ -18,108 +19,21 @@
 #define TOL_CSR 1e-6
 #define TOL_LSTM 2e-6
 
-static const char *fixture_path(const char *op)
-{
-    static char path[512];
-    const char *src = getenv("TESTS_SRCDIR");
-    snprintf(path, sizeof path, "%s/data/ops_seq/%s.safetensors", src && *src ? src : ".", op);
-    return path;
-}
+#define FIXTURE_DIR "ops_seq"
 
-static dsp_safetensors *open_fixture(const char *op)
+/* ops_compare with this file's report width and comparison rules. */
+static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
 {
-    dsp_safetensors *st = NULL;
-    char *why = NULL;
-    int rc = dsp_safetensors_open(fixture_path(op), &st, &why);
-    ck_assert_msg(rc == 0, "%s: %s", fixture_path(op), why ? why : "?");
-    free(why);
-    return st;
-}
-
-/* caseN.name, or NULL when the case has no such tensor */
-static dsp_tensor *get(const dsp_safetensors *st, int i, const char *name)
-{
-    char key[96];
-    dsp_tensor *t = NULL;
-    snprintf(key, sizeof key, "case%d.%s", i, name);
-    if (dsp_safetensors_get(st, key, &t) < 0)
-        return NULL;
-    return t;
+    return ops_compare(what, got, exp, tol, 34, 0);
 }
 
 static int64_t iscalar(const dsp_safetensors *st, int i, const char *name)
 {
-    dsp_tensor *t = get(st, i, name);
+    dsp_tensor *t = ops_get(st, i, name);
     ck_assert_ptr_nonnull(t);
     int64_t v = *(const int64_t *)dsp_tensor_data(t);
     dsp_tensor_unref(&t);
     return v;
-}
-
-static int ncases(const dsp_safetensors *st)
-{
-    int n = 0;
-    for (;; n++) {
-        dsp_tensor *t = get(st, n, "expected");
-        if (!t)
-            return n;
-        dsp_tensor_unref(&t);
-    }
-}
-
-/* Max abs error of got against expected; asserts it is within
- * tol * (1 + max|expected|) and returns it. */
-static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
-{
-    char a[128], b[128];
-    ck_assert_msg(got->ndim == exp->ndim &&
-                  !memcmp(got->shape, exp->shape, sizeof(int64_t) * (size_t)got->ndim),
-                  "%s: got %s, expected %s", what, dsp_tensor_describe(got, a, sizeof a),
-                  dsp_tensor_describe(exp, b, sizeof b));
-    ck_assert(dsp_tensor_is_contiguous(got) && got->dtype == DSP_DTYPE_F32);
-    const float *g = dsp_tensor_data(got), *e = dsp_tensor_data(exp);
-    int64_t n = dsp_tensor_numel(got);
-    double err = 0, mx = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)g[i] - e[i]);
-        if (!(d <= err))
-            err = d;        /* NaN in g becomes the error */
-        if (fabs(e[i]) > mx)
-            mx = fabs(e[i]);
-    }
-    double limit = tol * (1 + mx);
-    printf("%-34s max abs err %.3g (limit %.3g)\n", what, err, limit);
-    ck_assert_msg(err <= limit, "%s: max abs err %g > %g", what, err, limit);
-    return err;
-}
-
-/* A non-contiguous view equal to t (2 dims or more): the data stored with
- * the last two dims swapped, viewed back through swapped strides. */
-static dsp_tensor *transposed_view(const dsp_tensor *t)
-{
-    int nd = t->ndim;
-    int64_t r = t->shape[nd - 2], c = t->shape[nd - 1], lead = dsp_tensor_numel(t) / (r * c);
-    size_t es = dsp_dtype_size(t->dtype);
-    int64_t shape[DSP_MAX_DIMS], stride[DSP_MAX_DIMS];
-    memcpy(shape, t->shape, sizeof shape);
-    shape[nd - 2] = c;
-    shape[nd - 1] = r;
-    dsp_tensor *store = NULL, *view = NULL;
-    ck_assert_int_eq(dsp_tensor_new(t->dtype, nd, shape, &store), 0);
-    const char *src = dsp_tensor_data(t);
-    char *dst = dsp_tensor_data(store);
-    for (int64_t l = 0; l < lead; l++)
-        for (int64_t i = 0; i < r; i++)
-            for (int64_t j = 0; j < c; j++)
-                memcpy(dst + ((l * c + j) * r + i) * es, src + ((l * r + i) * c + j) * es, es);
-    memcpy(stride, store->stride, sizeof stride);
-    stride[nd - 2] = 1;
-    stride[nd - 1] = r;
-    memcpy(shape, t->shape, sizeof shape);
-    ck_assert_int_eq(dsp_tensor_from_buffer(t->dtype, nd, shape, stride, store->buf,
-                                            store->offset, &view), 0);
-    dsp_tensor_unref(&store);
-    return view;
 }
 
 /* The preallocated path: a NaN-filled *out is overwritten in place. */
@@ -152,14 +66,14 @@ static int csr_call(void *arg, dsp_tensor **out)
 START_TEST(test_csr_aggregate)
 {
     static const char *const kinds[] = {"sum", "mean", "max"};
-    dsp_safetensors *st = open_fixture("csr_aggregate");
-    int n = ncases(st);
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, "csr_aggregate");
+    int n = ops_ncases(st);
     ck_assert_int_gt(n, 0);
     double worst = 0;
     for (int i = 0; i < n; i++) {
-        csr_case k = {get(st, i, "indptr"), get(st, i, "indices"), get(st, i, "x"),
-                      get(st, i, "edge_weight"), (dsp_agg_kind)iscalar(st, i, "kind")};
-        dsp_tensor *exp = get(st, i, "expected"), *out = NULL;
+        csr_case k = {ops_get(st, i, "indptr"), ops_get(st, i, "indices"), ops_get(st, i, "x"),
+                      ops_get(st, i, "edge_weight"), (dsp_agg_kind)iscalar(st, i, "kind")};
+        dsp_tensor *exp = ops_get(st, i, "expected"), *out = NULL;
         char what[96];
         snprintf(what, sizeof what, "csr case%d %s%s", i, kinds[k.kind], k.ew ? " weighted" : "");
         ck_assert_msg(csr_call(&k, &out) == 0, "%s: %s", what, dsp_ops_error());
@@ -170,7 +84,7 @@ START_TEST(test_csr_aggregate)
         check_prealloc(what, exp, TOL_CSR, csr_call, &k);
         /* a strided x gives the same result */
         dsp_tensor *orig = k.x;
-        k.x = transposed_view(orig);
+        k.x = ops_transposed_view(orig);
         snprintf(what, sizeof what, "csr case%d strided x", i);
         ck_assert_msg(csr_call(&k, &out) == 0, "%s: %s", what, dsp_ops_error());
         compare(what, out, exp, TOL_CSR);
@@ -215,16 +129,16 @@ static int lstm_call(void *arg, dsp_tensor **out)
 
 START_TEST(test_lstm)
 {
-    dsp_safetensors *st = open_fixture("lstm");
-    int n = ncases(st);
+    dsp_safetensors *st = ops_fixture_open(FIXTURE_DIR, "lstm");
+    int n = ops_ncases(st);
     ck_assert_int_gt(n, 0);
     double worst = 0;
     for (int i = 0; i < n; i++) {
-        lstm_case k = {get(st, i, "x"), get(st, i, "lengths"), {NULL}, {0}, {0}, 0};
+        lstm_case k = {ops_get(st, i, "x"), ops_get(st, i, "lengths"), {NULL}, {0}, {0}, 0};
         for (int j = 0; j < 8; j++)
-            k.w[j] = get(st, i, lstm_names[j]);
+            k.w[j] = ops_get(st, i, lstm_names[j]);
         lstm_bind(&k);
-        dsp_tensor *exp = get(st, i, "expected"), *out = NULL;
+        dsp_tensor *exp = ops_get(st, i, "expected"), *out = NULL;
         char what[96];
         snprintf(what, sizeof what, "lstm case%d %s h%lld%s%s", i, k.bidir ? "bi" : "uni",
                  (long long)(k.w[1]->shape[1]), k.lengths ? " lengths" : "",
@@ -237,7 +151,7 @@ START_TEST(test_lstm)
         check_prealloc(what, exp, TOL_LSTM, lstm_call, &k);
         /* strided x, then strided w_ih of every direction */
         dsp_tensor *orig = k.x;
-        k.x = transposed_view(orig);
+        k.x = ops_transposed_view(orig);
         snprintf(what, sizeof what, "lstm case%d strided x", i);
         ck_assert_msg(lstm_call(&k, &out) == 0, "%s: %s", what, dsp_ops_error());
         compare(what, out, exp, TOL_LSTM);
@@ -246,7 +160,7 @@ START_TEST(test_lstm)
         k.x = orig;
         dsp_tensor *ow[2] = {k.w[0], k.w[4]};
         for (int d = 0; d < 1 + k.bidir; d++)
-            k.w[4 * d] = transposed_view(ow[d]);
+            k.w[4 * d] = ops_transposed_view(ow[d]);
         lstm_bind(&k);
         snprintf(what, sizeof what, "lstm case%d strided w_ih", i);
         ck_assert_msg(lstm_call(&k, &out) == 0, "%s: %s", what, dsp_ops_error());
@@ -292,13 +206,6 @@ static dsp_tensor *ints(dsp_dtype dt, int64_t n, const int64_t *v)
     return t;
 }
 
-static void assert_error(int rc, int want, const char *needle)
-{
-    ck_assert_int_eq(rc, want);
-    ck_assert_msg(strstr(dsp_ops_error(), needle), "message \"%s\" lacks \"%s\"",
-                  dsp_ops_error(), needle);
-}
-
 START_TEST(test_csr_errors)
 {
     int64_t xs[] = {5, 3}, ws = 3, os[] = {4, 3};
@@ -308,36 +215,36 @@ START_TEST(test_csr_errors)
     dsp_tensor *p;
 
     p = ints(DSP_DTYPE_I64, 5, (const int64_t[]){1, 2, 2, 4, 5});
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
-                 "csr_aggregate: indptr[0] is 1, expected 0");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
+                     "csr_aggregate: indptr[0] is 1, expected 0");
     dsp_tensor_unref(&p);
     p = ints(DSP_DTYPE_I64, 5, (const int64_t[]){0, 3, 2, 4, 5});
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_MAX, &out), DSP_EINVAL,
-                 "indptr decreases at position 2: indptr[2] = 2 < indptr[1] = 3");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_MAX, &out), DSP_EINVAL,
+                     "indptr decreases at position 2: indptr[2] = 2 < indptr[1] = 3");
     dsp_tensor_unref(&p);
     p = ints(DSP_DTYPE_I32, 5, (const int64_t[]){0, 1, 2, 4, 4});
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_MEAN, &out), DSP_EINVAL,
-                 "indptr[4] (the last) is 4, expected nnz = 5");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_MEAN, &out), DSP_EINVAL,
+                     "indptr[4] (the last) is 4, expected nnz = 5");
     dsp_tensor_unref(&p);
     p = ints(DSP_DTYPE_I32, 5, (const int64_t[]){0, 1, 2, 4, 5});
     ((int32_t *)dsp_tensor_data(ix))[3] = 5;
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
-                 "index 5 at position 3 of indices is outside [0, 5)");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
+                     "index 5 at position 3 of indices is outside [0, 5)");
     ((int32_t *)dsp_tensor_data(ix))[3] = -1;
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
-                 "index -1 at position 3");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
+                     "index -1 at position 3");
     ((int32_t *)dsp_tensor_data(ix))[3] = 1;
-    assert_error(dsp_csr_aggregate(p, ix, x, ew, DSP_AGG_SUM, &out), DSP_EINVAL,
-                 "edge_weight [3] does not match indices [5] (expects [5])");
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, (dsp_agg_kind)7, &out), DSP_EINVAL,
-                 "unknown aggregation kind 7");
-    assert_error(dsp_csr_aggregate(p, ix, ew, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
-                 "x [3]");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, ew, DSP_AGG_SUM, &out), DSP_EINVAL,
+                     "edge_weight [3] does not match indices [5] (expects [5])");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, (dsp_agg_kind)7, &out), DSP_EINVAL,
+                     "unknown aggregation kind 7");
+    ops_assert_error(dsp_csr_aggregate(p, ix, ew, NULL, DSP_AGG_SUM, &out), DSP_EINVAL,
+                     "x [3]");
     ck_assert_ptr_null(out);    /* *out untouched on failure */
     /* a wrong preallocated out is refused and kept */
     dsp_tensor *o = filled(2, xs, 0), *keep = o;
-    assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &o), DSP_EINVAL,
-                 "out is f32[5, 3], expected f32[4, 3]");
+    ops_assert_error(dsp_csr_aggregate(p, ix, x, NULL, DSP_AGG_SUM, &o), DSP_EINVAL,
+                     "out is f32[5, 3], expected f32[4, 3]");
     ck_assert_ptr_eq(o, keep);
     dsp_tensor_unref(&o);
     /* and a valid call: node 1 gets x[4], node 2 (no edge) zeros */
@@ -370,36 +277,36 @@ START_TEST(test_lstm_errors)
     dsp_lstm_weights f = {wi, wh, b, b};
 
     dsp_lstm_weights bad = {wb, wh, b, b};
-    assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
-                 "lstm: w_ih [27, 5] must be [4h, in] with in = 5 from x");
+    ops_assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
+                     "lstm: w_ih [27, 5] must be [4h, in] with in = 5 from x");
     bad.w_ih = wbi;
-    assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
-                 "lstm: w_ih [28, 6] must be [4h, in] with in = 5");
+    ops_assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
+                     "lstm: w_ih [28, 6] must be [4h, in] with in = 5");
     bad = (dsp_lstm_weights){wi, whb, b, b};
-    assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
-                 "lstm: w_hh [28, 6] does not match w_ih [28, 5] (expects [28, 7])");
+    ops_assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
+                     "lstm: w_hh [28, 6] does not match w_ih [28, 5] (expects [28, 7])");
     bad = (dsp_lstm_weights){wi, wh, b, bb};
-    assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
-                 "lstm: b_hh [27] does not match w_ih [28, 5] (expects [28])");
+    ops_assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL,
+                     "lstm: b_hh [27] does not match w_ih [28, 5] (expects [28])");
     bad = (dsp_lstm_weights){wi2, wh, NULL, NULL};
-    assert_error(dsp_lstm(x, &f, &bad, NULL, &out), DSP_EINVAL,
-                 "lstm: w_ih_reverse [32, 5] must be [4h, in] with in = 5 from x and h from "
-                 "the forward weights");
+    ops_assert_error(dsp_lstm(x, &f, &bad, NULL, &out), DSP_EINVAL,
+                     "lstm: w_ih_reverse [32, 5] must be [4h, in] with in = 5 from x and h from "
+                     "the forward weights");
     bad = (dsp_lstm_weights){wi, NULL, NULL, NULL};
-    assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL, "lstm: w_hh is NULL");
-    assert_error(dsp_lstm(wi, &f, NULL, NULL, &out), DSP_EINVAL,
-                 "lstm: x [28, 5] must be [batch, seq, in]");
+    ops_assert_error(dsp_lstm(x, &bad, NULL, NULL, &out), DSP_EINVAL, "lstm: w_hh is NULL");
+    ops_assert_error(dsp_lstm(wi, &f, NULL, NULL, &out), DSP_EINVAL,
+                     "lstm: x [28, 5] must be [batch, seq, in]");
 
     dsp_tensor *len = ints(DSP_DTYPE_I64, 3, (const int64_t[]){6, 7, 1});
-    assert_error(dsp_lstm(x, &f, &f, len, &out), DSP_EINVAL,
-                 "lstm: length 7 at position 1 of lengths is outside [0, 6]");
+    ops_assert_error(dsp_lstm(x, &f, &f, len, &out), DSP_EINVAL,
+                     "lstm: length 7 at position 1 of lengths is outside [0, 6]");
     dsp_tensor_unref(&len);
     len = ints(DSP_DTYPE_I32, 3, (const int64_t[]){6, 2, -1});
-    assert_error(dsp_lstm(x, &f, NULL, len, &out), DSP_EINVAL, "length -1 at position 2");
+    ops_assert_error(dsp_lstm(x, &f, NULL, len, &out), DSP_EINVAL, "length -1 at position 2");
     dsp_tensor_unref(&len);
     len = ints(DSP_DTYPE_I32, 2, (const int64_t[]){6, 2});
-    assert_error(dsp_lstm(x, &f, NULL, len, &out), DSP_EINVAL,
-                 "lengths [2] does not match x [3, 6, 5] (expects [3])");
+    ops_assert_error(dsp_lstm(x, &f, NULL, len, &out), DSP_EINVAL,
+                     "lengths [2] does not match x [3, 6, 5] (expects [3])");
     ck_assert_ptr_null(out);
     dsp_tensor_unref(&len);
 
