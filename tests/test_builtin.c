@@ -16,31 +16,12 @@
 #include <dspipe/harness.h>
 #include <dspipe/tensorio.h>
 
+#include "testutil.h"
+
 /* ---- fixture: a context with the in-tree plugins, a scratch directory ---- */
 
 static dsp_context *ctx;
 static char tmpdir[256];
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char p[1024];
-        struct stat st;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static void setup(void)
 {
@@ -58,7 +39,7 @@ static void setup(void)
 static void teardown(void)
 {
     dsp_context_free(&ctx);
-    remove_tree(tmpdir);
+    tu_remove_tree(tmpdir);
 }
 
 static const char *tp(const char *name)

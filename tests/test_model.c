@@ -17,30 +17,11 @@
 #include <dspipe/model.h>
 #include <dspipe/tensorio.h>
 
+#include "testutil.h"
+
 /* ---- helpers ------------------------------------------------------------ */
 
 static char tmpdir[256];
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char p[768];
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* Last warning logged (the tests that look at it reset it first). */
 static char last_warning[2048];
@@ -69,7 +50,7 @@ static void setup(void)
 static void teardown(void)
 {
     dsp_log_set_callback(NULL, NULL);
-    remove_tree(tmpdir);
+    tu_remove_tree(tmpdir);
 }
 
 /* tmpdir/rel, in one of a few rotating buffers */

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <dspipe/dspipe.h>
+
+#include "testutil.h"
 #include <dspipe/harness.h>
 #include <dspipe/tensorio.h>
 
@@ -21,9 +23,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_remove_tree(tmpdir);
 }
 
 static dsp_context *ctx_with_plugins(void)

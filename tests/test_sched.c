@@ -12,6 +12,8 @@
 
 #include <dspipe/dspipe.h>
 
+#include "testutil.h"
+
 static char tmpdir[256];
 
 static void make_tmpdir(void)
@@ -22,9 +24,7 @@ static void make_tmpdir(void)
 
 static void remove_tmpdir(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_remove_tree(tmpdir);
 }
 
 static dsp_context *new_ctx(void)

@@ -15,6 +15,8 @@
 #include <dspipe/dspipe.h>
 #include <dspipe/tensorio.h>
 
+#include "testutil.h"
+
 /* ---- helpers ------------------------------------------------------------ */
 
 static char tmpdir[256];
@@ -26,27 +28,6 @@ static void make_tmpdir(void)
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char p[512];
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static void setup(void)
 {
     make_tmpdir();
@@ -54,7 +35,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    remove_tree(tmpdir);
+    tu_remove_tree(tmpdir);
 }
 
 static char *tmp_path(const char *name)

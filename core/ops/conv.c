@@ -217,8 +217,10 @@ int dsp_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *kernel, const i
     return dspi_op_finish(&c, rc, out);
 }
 
-/* Read out_size[0..nsp) into g->out, each at least 1. */
-static int need_out_size(dspi_opcall *c, const int *out_size, int nsp, dspi_conv_geom *g)
+/* Read out_size[0..nsp) into g->out, each at least 1; the spatial dims of
+ * x (already in g->in) must not be empty: there is nothing to resize. */
+static int need_out_size(dspi_opcall *c, const dsp_tensor *x, const int *out_size, int nsp,
+                         dspi_conv_geom *g)
 {
     if (!out_size)
         return dspi_op_fail(c, DSP_EINVAL, "out_size is NULL");
@@ -228,6 +230,10 @@ static int need_out_size(dspi_opcall *c, const int *out_size, int nsp, dspi_conv
                                 out_size[d], sp_name(nsp, d));
         g->out[3 - nsp + d] = out_size[d];
     }
+    for (int d = 0; d < nsp; d++)
+        if (g->in[3 - nsp + d] < 1)
+            return dspi_op_fail(c, DSP_EINVAL, "x %s is empty at dim %s",
+                                dspi_shape_str(x).s, sp_name(nsp, d));
     return 0;
 }
 
@@ -245,14 +251,8 @@ int dsp_adaptive_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *out_si
         return dspi_op_finish(&c, rc, out);
     }
     geom_init(&g, x, nsp);
-    if ((rc = need_out_size(&c, out_size, nsp, &g)) < 0)
+    if ((rc = need_out_size(&c, x, out_size, nsp, &g)) < 0)
         return dspi_op_finish(&c, rc, out);
-    for (int d = 0; d < nsp; d++)
-        if (g.in[3 - nsp + d] < 1) {
-            rc = dspi_op_fail(&c, DSP_EINVAL, "x %s is empty at dim %s", dspi_shape_str(x).s,
-                              sp_name(nsp, d));
-            return dspi_op_finish(&c, rc, out);
-        }
     const float *xd = spatial_io(&c, x, &g, nsp, out, &rc);
     if (!xd)
         return dspi_op_finish(&c, rc, out);
@@ -274,14 +274,8 @@ int dsp_upsample(const dsp_tensor *x, const int *out_size, dsp_upsample_mode mod
         return dspi_op_finish(&c, rc, out);
     }
     geom_init(&g, x, nsp);
-    if ((rc = need_out_size(&c, out_size, nsp, &g)) < 0)
+    if ((rc = need_out_size(&c, x, out_size, nsp, &g)) < 0)
         return dspi_op_finish(&c, rc, out);
-    for (int d = 0; d < nsp; d++)
-        if (g.in[3 - nsp + d] < 1) {
-            rc = dspi_op_fail(&c, DSP_EINVAL, "x %s is empty at dim %s", dspi_shape_str(x).s,
-                              sp_name(nsp, d));
-            return dspi_op_finish(&c, rc, out);
-        }
     const float *xd = spatial_io(&c, x, &g, nsp, out, &rc);
     if (!xd)
         return dspi_op_finish(&c, rc, out);
