@@ -98,9 +98,9 @@ int dsp_attention(const dsp_tensor *q, const dsp_tensor *k, const dsp_tensor *v,
     dspi_op_begin(&c, "attention");
     if ((rc = check_qkv(&c, q, k, v)) < 0 || (rc = check_opts(&c, opts, k)) < 0)
         return dspi_op_finish(&c, rc, out);
-    /* the CUDA backend table will be consulted here once it has attention */
     const dsp_tensor *ts[] = {q, k, v, opts->key_mask};
-    if (!dspi_op_backend(&c, out, ts, 4, &rc) ||
+    const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 4, &rc);
+    if (!be ||
         (rc = dspi_op_output(&c, out, 4, q->shape)) < 0)
         return dspi_op_finish(&c, rc, out);
     memset(&a, 0, sizeof a);
@@ -124,7 +124,7 @@ int dsp_attention(const dsp_tensor *q, const dsp_tensor *k, const dsp_tensor *v,
     a.topk = opts->topk;
     a.q_offset = opts->q_offset;
     a.out = dspi_op_res(&c);
-    rc = dspi_cpu_attention(&a);
+    rc = be->attention(&a);
     return dspi_op_finish(&c, rc, out);
 }
 

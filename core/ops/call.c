@@ -110,6 +110,17 @@ static int cuda_implements(const dspi_ops_backend *t, const char *op)
         {"add", offsetof(dspi_ops_backend, add)},
         {"mul", offsetof(dspi_ops_backend, mul)},
         {"rope", offsetof(dspi_ops_backend, rope)},
+        {"attention", offsetof(dspi_ops_backend, attention)},
+        {"linear_q", offsetof(dspi_ops_backend, linear_q)},
+        {"moe", offsetof(dspi_ops_backend, moe)},
+        {"conv2d", offsetof(dspi_ops_backend, conv)},
+        {"conv3d", offsetof(dspi_ops_backend, conv)},
+        {"pool", offsetof(dspi_ops_backend, pool)},
+        {"adaptive_pool", offsetof(dspi_ops_backend, adaptive_pool)},
+        {"batchnorm", offsetof(dspi_ops_backend, batchnorm)},
+        {"upsample", offsetof(dspi_ops_backend, upsample)},
+        {"csr_aggregate", offsetof(dspi_ops_backend, csr_aggregate)},
+        {"lstm", offsetof(dspi_ops_backend, lstm)},
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         if (strcmp(entries[i].name, op) != 0)
@@ -176,6 +187,7 @@ const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
     }
     if (dev.type != DSP_DEVICE_CPU)
         return cuda_ops(c, dev, ts, n, rc);
+    c->dev = dev;
     *rc = 0;
     return &dspi_ops_cpu;
 }

@@ -119,7 +119,6 @@ static int conv_nd(const char *op, int nsp, const dsp_tensor *x, const dsp_tenso
         }
     }
     const dsp_tensor *ts[] = {x, w, b};
-    /* the CUDA backend table will be consulted here; for now the CPU kernel runs */
     const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 3, &rc);
     if (!be || (rc = dspi_op_output(&c, out, nsp + 2, shape)) < 0)
         return dspi_op_finish(&c, rc, out);
@@ -127,7 +126,7 @@ static int conv_nd(const char *op, int nsp, const dsp_tensor *x, const dsp_tenso
     if (!(xd = dspi_op_contig(&c, x, &rc)) || !(wd = dspi_op_contig(&c, w, &rc)) ||
         (b && !(bd = dspi_op_contig(&c, b, &rc))))
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_conv(xd, wd, w->dtype, bd, b ? b->dtype : DSP_DTYPE_F32, &g, dspi_op_res(&c));
+    rc = be->conv(xd, wd, w->dtype, bd, b ? b->dtype : DSP_DTYPE_F32, &g, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
 
@@ -158,16 +157,16 @@ static int need_spatial_x(dspi_opcall *c, const dsp_tensor *x)
 }
 
 /* Output of a spatial operator: [n, c, g->out (last nsp dims)], then the
- * contiguous input. NULL with *rc set on failure. */
+ * contiguous input; *be is the backend. NULL with *rc set on failure. */
 static const float *spatial_io(dspi_opcall *c, const dsp_tensor *x, const dspi_conv_geom *g,
-                               int nsp, dsp_tensor **out, int *rc)
+                               int nsp, dsp_tensor **out, const dspi_ops_backend **be, int *rc)
 {
     int64_t shape[5] = {g->n, g->c};
     for (int d = 0; d < nsp; d++)
         shape[2 + d] = g->out[3 - nsp + d];
     const dsp_tensor *ts[] = {x};
-    /* the CUDA backend table will be consulted here; for now the CPU kernel runs */
-    if (!dspi_op_backend(c, out, ts, 1, rc) || (*rc = dspi_op_output(c, out, nsp + 2, shape)) < 0)
+    if (!(*be = dspi_op_backend(c, out, ts, 1, rc)) ||
+        (*rc = dspi_op_output(c, out, nsp + 2, shape)) < 0)
         return NULL;
     return dspi_op_contig(c, x, rc);
 }
@@ -210,10 +209,11 @@ int dsp_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *kernel, const i
             return dspi_op_finish(&c, rc, out);
         }
     }
-    const float *xd = spatial_io(&c, x, &g, nsp, out, &rc);
+    const dspi_ops_backend *be = NULL;
+    const float *xd = spatial_io(&c, x, &g, nsp, out, &be, &rc);
     if (!xd)
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_pool(xd, kind, &g, dspi_op_res(&c));
+    rc = be->pool(xd, kind, &g, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
 
@@ -253,10 +253,11 @@ int dsp_adaptive_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *out_si
     geom_init(&g, x, nsp);
     if ((rc = need_out_size(&c, x, out_size, nsp, &g)) < 0)
         return dspi_op_finish(&c, rc, out);
-    const float *xd = spatial_io(&c, x, &g, nsp, out, &rc);
+    const dspi_ops_backend *be = NULL;
+    const float *xd = spatial_io(&c, x, &g, nsp, out, &be, &rc);
     if (!xd)
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_adaptive_pool(xd, kind, &g, dspi_op_res(&c));
+    rc = be->adaptive_pool(xd, kind, &g, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
 
@@ -276,10 +277,11 @@ int dsp_upsample(const dsp_tensor *x, const int *out_size, dsp_upsample_mode mod
     geom_init(&g, x, nsp);
     if ((rc = need_out_size(&c, x, out_size, nsp, &g)) < 0)
         return dspi_op_finish(&c, rc, out);
-    const float *xd = spatial_io(&c, x, &g, nsp, out, &rc);
+    const dspi_ops_backend *be = NULL;
+    const float *xd = spatial_io(&c, x, &g, nsp, out, &be, &rc);
     if (!xd)
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_upsample(xd, &g, mode, align_corners, dspi_op_res(&c));
+    rc = be->upsample(xd, &g, mode, align_corners, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
 
@@ -318,15 +320,15 @@ int dsp_batchnorm(const dsp_tensor *x, const dsp_tensor *mean, const dsp_tensor 
         (b && (rc = need_channel_param(&c, b, "b", x)) < 0))
         return dspi_op_finish(&c, rc, out);
     const dsp_tensor *ts[] = {x, mean, var, w, b};
-    /* the CUDA backend table will be consulted here; for now the CPU kernel runs */
-    if (!dspi_op_backend(&c, out, ts, 5, &rc) || (rc = dspi_op_output(&c, out, x->ndim, x->shape)) < 0)
+    const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 5, &rc);
+    if (!be || (rc = dspi_op_output(&c, out, x->ndim, x->shape)) < 0)
         return dspi_op_finish(&c, rc, out);
     const void *xd, *md, *vd, *wd = NULL, *bd = NULL;
     if (!(xd = dspi_op_contig(&c, x, &rc)) || !(md = dspi_op_contig(&c, mean, &rc)) ||
         !(vd = dspi_op_contig(&c, var, &rc)) || (w && !(wd = dspi_op_contig(&c, w, &rc))) ||
         (b && !(bd = dspi_op_contig(&c, b, &rc))))
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_batchnorm(xd, x->shape[0], x->shape[1], dspi_prod(x->shape + 2, x->ndim - 2),
+    rc = be->batchnorm(xd, x->shape[0], x->shape[1], dspi_prod(x->shape + 2, x->ndim - 2),
                             md, mean->dtype, vd, var->dtype, wd, w ? w->dtype : DSP_DTYPE_F32,
                             bd, b ? b->dtype : DSP_DTYPE_F32, eps, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);

@@ -15,6 +15,14 @@ typedef struct dspi_bview {
     int64_t stride[DSP_MAX_DIMS];   /* elements, 0 on broadcast dims */
 } dspi_bview;
 
+/* Argument blocks of the operator families, defined in their own headers
+ * (attn_int.h, quant_int.h, conv_int.h, seq_int.h). */
+struct dspi_attn_args;
+struct dspi_wmat;
+struct dspi_moe_mlp;
+struct dspi_conv_geom;
+struct dspi_lstm_dir;
+
 /* One compute backend: ops.c checks arguments, shapes, dtypes and devices,
  * allocates the output, makes strided operands contiguous where a kernel
  * needs that, and then calls one of these. Kernels see plain pointers:
@@ -51,6 +59,32 @@ typedef struct dspi_ops_backend {
     /* x [batch, heads, seq, hd] contiguous; pos (i32/i64) [seq] or [batch, seq] */
     int (*rope)(const float *x, int64_t batch, int64_t heads, int64_t seq, int64_t hd,
                 const void *pos, dsp_dtype pdt, int pos_batched, float base, int rot_dims,
+                float *out);
+
+    /* The operator families; each entry has the signature of its CPU
+     * kernel, documented in the family's header. */
+    int (*attention)(const struct dspi_attn_args *a);
+    int (*linear_q)(const float *x, int64_t M, const dsp_qweight *w, const void *b,
+                    dsp_dtype bdt, float *y);
+    int (*moe)(const float *x, int64_t T, int64_t dim, const struct dspi_wmat *router,
+               const struct dspi_moe_mlp *experts, int n_experts,
+               const struct dspi_moe_mlp *shared, int n_shared, int top_k,
+               dsp_moe_score score, int renormalize, float routed_scale, float *out);
+    int (*conv)(const float *x, const void *w, dsp_dtype wdt, const void *b, dsp_dtype bdt,
+                const struct dspi_conv_geom *g, float *y);
+    int (*pool)(const float *x, dsp_pool_kind kind, const struct dspi_conv_geom *g, float *y);
+    int (*adaptive_pool)(const float *x, dsp_pool_kind kind, const struct dspi_conv_geom *g,
+                         float *y);
+    int (*batchnorm)(const float *x, int64_t n, int64_t c, int64_t inner, const void *mean,
+                     dsp_dtype mdt, const void *var, dsp_dtype vdt, const void *w,
+                     dsp_dtype wdt, const void *b, dsp_dtype bdt, float eps, float *y);
+    int (*upsample)(const float *x, const struct dspi_conv_geom *g, dsp_upsample_mode mode,
+                    int align_corners, float *y);
+    int (*csr_aggregate)(const void *indptr, dsp_dtype ptr_dt, const void *indices,
+                         dsp_dtype idx_dt, int64_t n, const float *x, int64_t f,
+                         const float *ew, dsp_agg_kind kind, float *out);
+    int (*lstm)(const float *x, int64_t batch, int64_t seq, int64_t in, int64_t h,
+                const struct dspi_lstm_dir *dirs, int ndirs, const int64_t *lengths,
                 float *out);
 } dspi_ops_backend;
 

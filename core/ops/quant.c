@@ -163,11 +163,15 @@ int dsp_linear_q(const dsp_tensor *x, const dsp_qweight *w, const dsp_tensor *b,
         }
     }
     const dsp_tensor *ts[] = {x, b};
-    /* the CUDA backend table will be consulted here; today this is the CPU */
-    if (!dspi_op_backend(&c, out, ts, 2, &rc))
+    const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 2, &rc);
+    if (!be)
         return dspi_op_finish(&c, rc, out);
-    if (w->device.type != DSP_DEVICE_CPU)
-        return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EDEVICE, "w is not on the cpu"), out);
+    if (w->device.type != c.dev.type || w->device.index != c.dev.index)
+        return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EDEVICE, "w is on %s:%d, x on %s:%d",
+                                               w->device.type == DSP_DEVICE_CPU ? "cpu" : "cuda",
+                                               w->device.index,
+                                               c.dev.type == DSP_DEVICE_CPU ? "cpu" : "cuda",
+                                               c.dev.index), out);
     int64_t shape[DSP_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->out;
@@ -176,7 +180,7 @@ int dsp_linear_q(const dsp_tensor *x, const dsp_qweight *w, const dsp_tensor *b,
     const void *xd, *bd = NULL;
     if (!(xd = dspi_op_contig(&c, x, &rc)) || (b && !(bd = dspi_op_contig(&c, b, &rc))))
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_linear_q(xd, dspi_prod(x->shape, x->ndim - 1), w, bd,
+    rc = be->linear_q(xd, dspi_prod(x->shape, x->ndim - 1), w, bd,
                            b ? b->dtype : DSP_DTYPE_F32, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
@@ -270,8 +274,8 @@ int dsp_moe(const dsp_tensor *x, const dsp_tensor *router, const dsp_moe_expert 
         ts[3 + 3 * i] = e->up;
         ts[4 + 3 * i] = e->down;
     }
-    /* the CUDA backend table will be consulted here; today this is the CPU */
-    if (!dspi_op_backend(&c, out, ts, nt, &rc) ||
+    const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, nt, &rc);
+    if (!be ||
         (rc = dspi_op_output(&c, out, 2, x->shape)) < 0)
         goto done;
     const void *xd = dspi_op_contig(&c, x, &rc);
@@ -279,7 +283,7 @@ int dsp_moe(const dsp_tensor *x, const dsp_tensor *router, const dsp_moe_expert 
         goto done;
     /* weights are read through their strides by the kernel: no copies */
     dspi_wmat rw = wmat_of(router);
-    rc = dspi_cpu_moe(xd, x->shape[0], x->shape[1], &rw, mlps, n_experts, mlps + n_experts,
+    rc = be->moe(xd, x->shape[0], x->shape[1], &rw, mlps, n_experts, mlps + n_experts,
                       n_shared, opts->top_k, opts->score, opts->renormalize,
                       opts->routed_scale == 0.0f ? 1.0f : opts->routed_scale, dspi_op_res(&c));
 done:

@@ -84,8 +84,8 @@ int dsp_csr_aggregate(const dsp_tensor *indptr, const dsp_tensor *indices, const
         return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EINVAL, "unknown aggregation kind %d",
                                                (int)kind), out);
     const dsp_tensor *ts[] = {indptr, indices, x, edge_weight};
-    /* the CUDA backend table will be consulted here; today this is the CPU one */
-    if (!dspi_op_backend(&c, out, ts, 4, &rc))
+    const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 4, &rc);
+    if (!be)
         return dspi_op_finish(&c, rc, out);
     const void *ipd, *ixd, *xd, *ewd = NULL;
     if (!(ipd = dspi_op_contig(&c, indptr, &rc)) || !(ixd = dspi_op_contig(&c, indices, &rc)) ||
@@ -98,7 +98,7 @@ int dsp_csr_aggregate(const dsp_tensor *indptr, const dsp_tensor *indices, const
     int64_t shape[2] = {n, x->shape[1]};
     if ((rc = dspi_op_output(&c, out, 2, shape)) < 0)
         return dspi_op_finish(&c, rc, out);
-    rc = dspi_cpu_csr_aggregate(ipd, indptr->dtype, ixd, indices->dtype, n, xd, x->shape[1],
+    rc = be->csr_aggregate(ipd, indptr->dtype, ixd, indices->dtype, n, xd, x->shape[1],
                                 ewd, kind, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
@@ -199,8 +199,8 @@ int dsp_lstm(const dsp_tensor *x, const dsp_lstm_weights *fwd, const dsp_lstm_we
     const dsp_tensor *ts[] = {x, fwd->w_ih, fwd->w_hh, fwd->b_ih, fwd->b_hh, lengths,
                               bwd ? bwd->w_ih : NULL, bwd ? bwd->w_hh : NULL,
                               bwd ? bwd->b_ih : NULL, bwd ? bwd->b_hh : NULL};
-    /* the CUDA backend table will be consulted here; today this is the CPU one */
-    if (!dspi_op_backend(&c, out, ts, 10, &rc))
+    const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 10, &rc);
+    if (!be)
         return dspi_op_finish(&c, rc, out);
     if (lengths) {
         const void *ld = dspi_op_contig(&c, lengths, &rc);
@@ -227,7 +227,7 @@ int dsp_lstm(const dsp_tensor *x, const dsp_lstm_weights *fwd, const dsp_lstm_we
         (rc = lstm_dir_data(&c, fwd, &dirs[0])) < 0 ||
         (bwd && (rc = lstm_dir_data(&c, bwd, &dirs[1])) < 0))
         goto done;
-    rc = dspi_cpu_lstm(xd, B, T, in, h, dirs, ndirs, lens, dspi_op_res(&c));
+    rc = be->lstm(xd, B, T, in, h, dirs, ndirs, lens, dspi_op_res(&c));
 done:
     free(lens);
     return dspi_op_finish(&c, rc, out);

@@ -96,6 +96,16 @@ const dspi_ops_backend dspi_ops_cuda = {
     dspi_cuda_add,
     dspi_cuda_mul,
     dspi_cuda_rope,
+    NULL,               /* attention */
+    NULL,               /* linear_q */
+    NULL,               /* moe */
+    NULL,               /* conv */
+    NULL,               /* pool */
+    NULL,               /* adaptive_pool */
+    NULL,               /* batchnorm */
+    NULL,               /* upsample */
+    NULL,               /* csr_aggregate */
+    NULL,               /* lstm */
 };
 
 static const dspi_backend cuda_backend = {
