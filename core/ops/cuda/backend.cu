@@ -30,11 +30,33 @@ static int cuda_device_name(int index, char *dst, size_t n)
     return 0;
 }
 
+/* Device memory comes from each device's stream-ordered pool
+ * (cudaMallocAsync): freed blocks stay in the pool for the next tensor of
+ * the same thread's stream instead of going back to the driver, so the
+ * per-call activations of a pipeline cost no cudaMalloc/cudaFree
+ * round trips. The release threshold keeps everything pooled until the
+ * process exits. */
+static int pool_ready[64];
+
+static void setup_pool(int index)
+{
+    cudaMemPool_t pool;
+    if (index < 0 || index >= 64 || __atomic_load_n(&pool_ready[index], __ATOMIC_ACQUIRE))
+        return;
+    if (cudaDeviceGetDefaultMemPool(&pool, index) == cudaSuccess) {
+        uint64_t keep = UINT64_MAX;
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    cudaGetLastError();
+    __atomic_store_n(&pool_ready[index], 1, __ATOMIC_RELEASE);
+}
+
 static int cuda_malloc(int index, size_t size, void **out)
 {
     if (cudaSetDevice(index) != cudaSuccess)
         return DSP_EDEVICE;
-    if (cudaMalloc(out, size ? size : 1) != cudaSuccess) {
+    setup_pool(index);
+    if (cudaMallocAsync(out, size ? size : 1, DSPI_CUDA_STREAM) != cudaSuccess) {
         cudaGetLastError();
         *out = NULL;
         return DSP_ENOMEM;
@@ -45,7 +67,22 @@ static int cuda_malloc(int index, size_t size, void **out)
 static void cuda_free(int index, void *p)
 {
     cudaSetDevice(index);
-    cudaFree(p);
+    cudaFreeAsync(p, DSPI_CUDA_STREAM);
+}
+
+void *dspi_cuda_scratch(size_t n)
+{
+    int dev = 0;
+    void *p = NULL;
+    if (cudaGetDevice(&dev) != cudaSuccess || cuda_malloc(dev, n, &p) < 0)
+        return NULL;
+    return p;
+}
+
+void dspi_cuda_scratch_free(void *p)
+{
+    if (p)
+        cudaFreeAsync(p, DSPI_CUDA_STREAM);
 }
 
 static int cuda_h2d(int index, void *dst, const void *src, size_t n)
@@ -60,10 +97,11 @@ static int cuda_d2h(int index, void *dst, const void *src, size_t n)
     return cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost) == cudaSuccess ? 0 : DSP_EDEVICE;
 }
 
+/* Wait for the calling thread's work on the device. */
 static int cuda_sync(int index)
 {
     cudaSetDevice(index);
-    return cudaDeviceSynchronize() == cudaSuccess ? 0 : DSP_EDEVICE;
+    return cudaStreamSynchronize(DSPI_CUDA_STREAM) == cudaSuccess ? 0 : DSP_EDEVICE;
 }
 
 int dspi_cuda_enter(const void *p)

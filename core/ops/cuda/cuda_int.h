@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <cublas_v2.h>
+
 extern "C" {
 #include "internal.h"
 #include "ops/ops_int.h"
@@ -19,6 +21,19 @@ extern const dspi_ops_backend dspi_ops_cuda;
 int dspi_cuda_enter(const void *p);
 /* After launches: DSP_EDEVICE when a launch failed (the error is cleared). */
 int dspi_cuda_launched(void);
+
+/* Streams: the module is compiled with --default-stream per-thread, so
+ * every host thread (every pipeline worker) queues its kernels, copies and
+ * cuBLAS calls on its own stream and threads do not serialise each other.
+ * Launch kernels with this stream explicitly or with none (the same). */
+#define DSPI_CUDA_STREAM cudaStreamPerThread
+
+/* Device scratch on the current device from the stream-ordered memory pool
+ * (cheap: no cudaMalloc per call); NULL when out of memory. Free it with
+ * dspi_cuda_scratch_free after the last launch that reads it; the free is
+ * ordered on the stream, no synchronisation needed. */
+void *dspi_cuda_scratch(size_t n);
+void dspi_cuda_scratch_free(void *p);
 
 /* Threads per block and a grid for a grid-stride loop over n elements. */
 #define DSPI_CUDA_THREADS 256
@@ -68,6 +83,10 @@ static __device__ __forceinline__ float dspi_cuda_load(const void *p, dsp_dtype 
         return __uint_as_float((unsigned)h << 16);
     return __half2float(__ushort_as_half(h));
 }
+
+/* The cuBLAS handle of the calling thread for the current device, bound to
+ * DSPI_CUDA_STREAM, in pedantic f32 math (no TF32); NULL on failure. */
+cublasHandle_t dspi_cuda_blas(void);
 
 int dspi_cuda_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,
                      int64_t N, const void *b, dsp_dtype bdt, float *y);

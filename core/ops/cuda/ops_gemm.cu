@@ -1,34 +1,47 @@
 /* ops_gemm.cu - linear and matmul on the GPU through cuBLAS, row-major as the rest of dspipe. */
 #include <climits>
-#include <mutex>
 
 #include <cublas_v2.h>
 
 #include "cuda_int.h"
 
-/* One cuBLAS handle per device, created on first use and kept for the
- * process (the module is never unloaded). cuBLAS allows one handle to be
- * used from several host threads. */
-#define MAX_DEVICES 64
-static cublasHandle_t handles[MAX_DEVICES];
-static std::mutex handles_lock;
+/* One cuBLAS handle per thread and device, as NVIDIA recommends (a handle
+ * is not meant to switch streams under concurrent use). The handles are
+ * created on first use and destroyed when their thread exits. */
+#define MAX_DEVICES 16
 
-static cublasHandle_t handle_for_current(void)
+namespace {
+struct thread_handles {
+    cublasHandle_t h[MAX_DEVICES] = {};
+    ~thread_handles()
+    {
+        for (int i = 0; i < MAX_DEVICES; i++)
+            if (h[i]) {
+                cudaSetDevice(i);
+                cublasDestroy(h[i]);
+            }
+    }
+};
+thread_local thread_handles tls_handles;
+} // namespace
+
+cublasHandle_t dspi_cuda_blas(void)
 {
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= MAX_DEVICES)
         return NULL;
-    std::lock_guard<std::mutex> g(handles_lock);
-    if (!handles[dev]) {
-        cublasHandle_t h;
-        if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+    cublasHandle_t &h = tls_handles.h[dev];
+    if (!h) {
+        if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+            h = NULL;
             return NULL;
+        }
         /* plain f32 FMA, no TF32 tensor cores: results within f32 rounding
          * of the CPU path (NVIDIA_TF32_OVERRIDE cannot turn TF32 on here) */
         cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);
-        handles[dev] = h;
+        cublasSetStream(h, DSPI_CUDA_STREAM);
     }
-    return handles[dev];
+    return h;
 }
 
 static bool fits_int(int64_t v)
@@ -70,7 +83,7 @@ int dspi_cuda_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dt
         if (cudaMemset(y, 0, (size_t)(M * N) * sizeof(float)) != cudaSuccess)
             return DSP_EDEVICE;
     } else {
-        cublasHandle_t h = handle_for_current();
+        cublasHandle_t h = dspi_cuda_blas();
         if (!h)
             return DSP_EDEVICE;
         /* column-major view: yᵀ [N, M] = w [N, K] · xᵀ [K, M]; w row-major
@@ -109,7 +122,7 @@ int dspi_cuda_matmul(const float *a, const float *b, int64_t nbatch, const int64
     if (k == 0)
         return cudaMemset(c, 0, (size_t)(nbatch * m * n) * sizeof(float)) == cudaSuccess
                    ? 0 : DSP_EDEVICE;
-    cublasHandle_t h = handle_for_current();
+    cublasHandle_t h = dspi_cuda_blas();
     if (!h)
         return DSP_EDEVICE;
     /* column-major: cᵀ [n, m] = op(b)ᵀ · aᵀ. b row-major [k, n] reads as the
