@@ -5,9 +5,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -18,6 +21,7 @@
 typedef struct model_tensor {
     const char *name;           /* borrowed from its shard's handle */
     int shard;
+    dsp_qweight *q;             /* quantized at open, or NULL */
 } model_tensor;
 
 struct dsp_model {
@@ -29,6 +33,7 @@ struct dsp_model {
     dsp_safetensors **shards;
     int n;
     model_tensor *t;            /* sorted by name */
+    dsp_model_memory mem;
 };
 
 static void model_free(dsp_model *m)
@@ -41,6 +46,8 @@ static void model_free(dsp_model *m)
     }
     free(m->shards);
     free(m->shard_files);
+    for (int i = 0; i < m->n; i++)
+        dsp_qweight_free(&m->t[i].q);
     free(m->t);
     free(m->config_text);
     json_decref(m->config);
@@ -510,6 +517,129 @@ static int open_file(dsp_model *m, char **errmsg)
 out:
     free(dir);
     return err;
+}
+
+static int name_skipped(const char *name, const char *const *skip)
+{
+    for (; *skip; skip++)
+        if (fnmatch(*skip, name, 0) == 0)
+            return 1;
+    return 0;
+}
+
+/* Give the pages of a mapped tensor back to the kernel: the mapping stays
+ * valid and reads fault them in again from the page cache or the file. */
+static void drop_pages(const dsp_tensor *t)
+{
+    if (dsp_buffer_get_kind(t->buf) != DSP_BUFFER_MAPPED)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)dsp_tensor_data(t);
+    uintptr_t hi = lo + dsp_tensor_nbytes(t);
+    lo = (lo + page - 1) & ~(page - 1);
+    hi &= ~(page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static int quantize_model(dsp_model *m, const dsp_model_opts *o, char **errmsg)
+{
+    static const char *const default_skip[] = DSP_MODEL_QUANT_SKIP;
+    const char *const *skip = o->skip ? o->skip : default_skip;
+    int group = o->group_size ? o->group_size : 128;
+    for (int i = 0; i < m->n; i++) {
+        model_tensor *mt = &m->t[i];
+        dsp_tensor *w = NULL;
+        int err = dsp_safetensors_get(m->shards[mt->shard], mt->name, &w);
+        if (err < 0)
+            return dspi_tio_error(errmsg, err, "%s: cannot read tensor %s", m->path, mt->name);
+        size_t nbytes = dsp_tensor_nbytes(w);
+        m->mem.stored_bytes += nbytes;
+        size_t len = strlen(mt->name);
+        int eligible = len > 7 && !strcmp(mt->name + len - 7, ".weight") && w->ndim == 2 &&
+                       (w->dtype == DSP_DTYPE_F32 || w->dtype == DSP_DTYPE_F16 ||
+                        w->dtype == DSP_DTYPE_BF16) &&
+                       !name_skipped(mt->name, skip);
+        if (eligible && w->shape[1] % group != 0) {
+            m->mem.n_kept++;
+            eligible = 0;
+        }
+        if (eligible) {
+            if ((err = dsp_quantize(w, o->quant, group, &mt->q)) < 0) {
+                dsp_tensor_unref(&w);
+                return dspi_tio_error(errmsg, err, "%s: cannot quantize %s: %s", m->path,
+                                      mt->name, dsp_ops_error());
+            }
+            m->mem.quantized_from += nbytes;
+            m->mem.quantized_bytes += dsp_qweight_bytes(mt->q);
+            m->mem.n_quantized++;
+            drop_pages(w);
+        }
+        dsp_tensor_unref(&w);
+    }
+    m->mem.resident_bytes = m->mem.stored_bytes - m->mem.quantized_from + m->mem.quantized_bytes;
+    dsp_log(DSP_LOG_INFO, "model",
+            "%s: quantized %d tensors to %s (group %d): %.1f MiB -> %.1f MiB; %d kept as "
+            "stored (inputs not a multiple of %d)",
+            m->path, m->mem.n_quantized, o->quant == DSP_QUANT_INT4 ? "int4" : "int8", group,
+            m->mem.quantized_from / 1048576.0, m->mem.quantized_bytes / 1048576.0,
+            m->mem.n_kept, group);
+    return 0;
+}
+
+int dsp_model_open_opts(const char *path, const dsp_model_opts *opts, dsp_model **out,
+                        char **errmsg)
+{
+    if (out)
+        *out = NULL;
+    if (opts && opts->quant) {
+        if (opts->quant != DSP_QUANT_INT8 && opts->quant != DSP_QUANT_INT4)
+            return dspi_tio_error(errmsg, DSP_EINVAL,
+                                  "dsp_model_open_opts: quant %d is neither DSP_QUANT_INT8 nor "
+                                  "DSP_QUANT_INT4", (int)opts->quant);
+        if (opts->group_size != 0 && opts->group_size != 32 && opts->group_size != 128)
+            return dspi_tio_error(errmsg, DSP_EINVAL,
+                                  "dsp_model_open_opts: group size %d: use 32 or 128",
+                                  opts->group_size);
+    }
+    int err = dsp_model_open(path, out, errmsg);
+    if (err < 0 || !opts || !opts->quant)
+        return err;
+    if ((err = quantize_model(*out, opts, errmsg)) < 0)
+        dsp_model_close(out);
+    return err;
+}
+
+int dsp_model_qweight(const dsp_model *m, const char *name, const dsp_qweight **out)
+{
+    if (!out)
+        return DSP_EINVAL;
+    *out = NULL;
+    if (!m || !name)
+        return DSP_EINVAL;
+    const model_tensor *t = model_find(m, name);
+    if (!t)
+        return DSP_ENOENT;
+    *out = t->q;
+    return 0;
+}
+
+int dsp_model_memory_info(const dsp_model *m, dsp_model_memory *out)
+{
+    if (!m || !out)
+        return DSP_EINVAL;
+    *out = m->mem;
+    if (!m->mem.stored_bytes) {
+        /* opened without quant: sizes are counted on demand */
+        for (int i = 0; i < m->n; i++) {
+            dsp_tensor *w = NULL;
+            if (dsp_safetensors_get(m->shards[m->t[i].shard], m->t[i].name, &w) == 0)
+                out->stored_bytes += dsp_tensor_nbytes(w);
+            dsp_tensor_unref(&w);
+        }
+        out->resident_bytes = out->stored_bytes;
+    }
+    return 0;
 }
 
 int dsp_model_open(const char *path, dsp_model **out, char **errmsg)

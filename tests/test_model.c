@@ -939,6 +939,218 @@ START_TEST(test_hostile_index)
 }
 END_TEST
 
+/* ---- quantization at load ---------------------------------------------- */
+
+static dsp_model *open_quant(const char *path, dsp_quant_kind kind, int group,
+                             const char *const *skip)
+{
+    dsp_model *m = NULL;
+    char *why = NULL;
+    dsp_model_opts o = { .quant = kind, .group_size = group, .skip = skip };
+    int err = dsp_model_open_opts(path, &o, &m, &why);
+    ck_assert_msg(err == 0, "%s: %s", path, why ? why : "?");
+    ck_assert_ptr_nonnull(m);
+    return m;
+}
+
+/* q holds exactly what dsp_quantize makes of the stored tensor. */
+static void check_same_quant(const dsp_model *m, const char *name, const dsp_qweight *q,
+                             dsp_quant_kind kind, int group)
+{
+    dsp_tensor *w = NULL, *a = NULL, *b = NULL;
+    dsp_qweight *ref = NULL;
+    ck_assert_int_eq(dsp_model_tensor(m, name, &w), 0);
+    ck_assert_int_eq(dsp_quantize(w, kind, group, &ref), 0);
+    ck_assert_int_eq(dsp_dequantize(q, &a), 0);
+    ck_assert_int_eq(dsp_dequantize(ref, &b), 0);
+    ck_assert_uint_eq(dsp_tensor_nbytes(a), dsp_tensor_nbytes(b));
+    ck_assert_msg(memcmp(dsp_tensor_data(a), dsp_tensor_data(b), dsp_tensor_nbytes(a)) == 0,
+                  "%s: quantized at load differs from dsp_quantize", name);
+    ck_assert_uint_eq(dsp_qweight_bytes(q), dsp_qweight_bytes(ref));
+    dsp_qweight_free(&ref);
+    dsp_tensor_unref(&w);
+    dsp_tensor_unref(&a);
+    dsp_tensor_unref(&b);
+}
+
+static const char *bert_path(void)
+{
+    static char path[600];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/hf_bert", models_dir());
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "%s absent (transformers was not installed when the fixtures were "
+                "made): skipped\n", path);
+        return NULL;
+    }
+    return path;
+}
+
+START_TEST(test_quant_load)
+{
+    const char *path = bert_path();
+    if (!path)
+        return;
+    dsp_quant_kind kinds[] = { DSP_QUANT_INT8, DSP_QUANT_INT4 };
+    for (int k = 0; k < 2; k++) {
+        dsp_model *m = open_quant(path, kinds[k], 32, NULL);
+        dsp_model_memory mem;
+        ck_assert_int_eq(dsp_model_memory_info(m, &mem), 0);
+        size_t qbytes = 0, qfrom = 0, all = 0;
+        int nq = 0;
+        for (int i = 0; i < dsp_model_tensor_count(m); i++) {
+            const char *name = dsp_model_tensor_name(m, i);
+            const dsp_qweight *q = (const dsp_qweight *)&q;
+            dsp_tensor *w = NULL;
+            ck_assert_int_eq(dsp_model_qweight(m, name, &q), 0);
+            ck_assert_int_eq(dsp_model_tensor(m, name, &w), 0);
+            all += dsp_tensor_nbytes(w);
+            /* hidden 32, intermediate 37: every [*, 32] linear weight is
+             * quantized; output.dense [32, 37] is kept; embeddings, norms
+             * and biases never are */
+            int want = strstr(name, ".weight") && !strstr(name, "embeddings") &&
+                       !strstr(name, "LayerNorm") && w->ndim == 2 && w->shape[1] == 32;
+            ck_assert_msg((q != NULL) == want, "%s: quantized %d, expected %d", name,
+                          q != NULL, want);
+            if (q) {
+                int64_t o, in;
+                ck_assert_int_eq(dsp_qweight_shape(q, &o, &in), 0);
+                ck_assert_int_eq(o, w->shape[0]);
+                ck_assert_int_eq(in, w->shape[1]);
+                check_same_quant(m, name, q, kinds[k], 32);
+                qbytes += dsp_qweight_bytes(q);
+                qfrom += dsp_tensor_nbytes(w);
+                nq++;
+            }
+            dsp_tensor_unref(&w);
+        }
+        ck_assert_int_eq(mem.n_quantized, nq);
+        ck_assert_int_eq(nq, 2 * 5 + 1);     /* q, k, v, attn out, intermediate; pooler */
+        ck_assert_int_eq(mem.n_kept, 2);      /* output.dense of both layers */
+        ck_assert_uint_eq(mem.quantized_bytes, qbytes);
+        ck_assert_uint_eq(mem.quantized_from, qfrom);
+        ck_assert_uint_eq(mem.stored_bytes, all);
+        ck_assert_uint_eq(mem.resident_bytes, all - qfrom + qbytes);
+        ck_assert_uint_lt(mem.resident_bytes, mem.stored_bytes);
+        dsp_model_close(&m);
+    }
+}
+END_TEST
+
+START_TEST(test_quant_load_group_and_skip)
+{
+    const char *path = bert_path();
+    if (!path)
+        return;
+    /* group 128 divides none of the 32/37 inputs: everything is kept */
+    dsp_model *m = open_quant(path, DSP_QUANT_INT8, 0, NULL);
+    dsp_model_memory mem;
+    const dsp_qweight *q = NULL;
+    ck_assert_int_eq(dsp_model_memory_info(m, &mem), 0);
+    ck_assert_int_eq(mem.n_quantized, 0);
+    ck_assert_int_eq(mem.n_kept, 2 * 6 + 1);
+    ck_assert_uint_eq(mem.resident_bytes, mem.stored_bytes);
+    ck_assert_int_eq(dsp_model_qweight(m, "pooler.dense.weight", &q), 0);
+    ck_assert_ptr_null(q);
+    ck_assert_int_eq(dsp_model_qweight(m, "no.such.weight", &q), DSP_ENOENT);
+    dsp_model_close(&m);
+
+    /* own skip list: replaces the default one, so the embedding tables
+     * ([*, 32] bf16/f32) are quantized and the queries are not */
+    static const char *const skip[] = { "*.query.weight", "*LayerNorm*", NULL };
+    m = open_quant(path, DSP_QUANT_INT4, 32, skip);
+    ck_assert_int_eq(dsp_model_qweight(m, "encoder.layer.0.attention.self.query.weight", &q), 0);
+    ck_assert_ptr_null(q);
+    ck_assert_int_eq(dsp_model_qweight(m, "encoder.layer.0.attention.self.key.weight", &q), 0);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(dsp_model_qweight(m, "embeddings.word_embeddings.weight", &q), 0);
+    ck_assert_ptr_nonnull(q);
+    check_same_quant(m, "embeddings.word_embeddings.weight", q, DSP_QUANT_INT4, 32);
+    dsp_model_close(&m);
+
+    /* without quant: no qweights, stored size counted on demand */
+    m = open_ok(path);
+    ck_assert_int_eq(dsp_model_qweight(m, "pooler.dense.weight", &q), 0);
+    ck_assert_ptr_null(q);
+    ck_assert_int_eq(dsp_model_memory_info(m, &mem), 0);
+    ck_assert_uint_gt(mem.stored_bytes, 0);
+    ck_assert_uint_eq(mem.resident_bytes, mem.stored_bytes);
+    ck_assert_int_eq(mem.n_quantized, 0);
+    dsp_model_close(&m);
+}
+END_TEST
+
+/* The stored values stay readable after their pages were dropped. */
+START_TEST(test_quant_load_keeps_tensors)
+{
+    const char *path = bert_path();
+    if (!path)
+        return;
+    const char *name = "encoder.layer.1.intermediate.dense.weight";
+    dsp_model *plain = open_ok(path), *m = open_quant(path, DSP_QUANT_INT8, 32, NULL);
+    dsp_tensor *a = NULL, *b = NULL;
+    ck_assert_int_eq(dsp_model_tensor(plain, name, &a), 0);
+    ck_assert_int_eq(dsp_model_tensor(m, name, &b), 0);
+    ck_assert_int_eq(a->dtype, b->dtype);
+    ck_assert_int_eq(memcmp(dsp_tensor_data(a), dsp_tensor_data(b), dsp_tensor_nbytes(a)), 0);
+    dsp_tensor_unref(&a);
+    dsp_tensor_unref(&b);
+    dsp_model_close(&plain);
+    dsp_model_close(&m);
+}
+END_TEST
+
+static void expect_opts_fail(const char *path, const dsp_model_opts *o, int code,
+                             const char *needle)
+{
+    dsp_model *m = (dsp_model *)&m;
+    char *why = NULL;
+    int err = dsp_model_open_opts(path, o, &m, &why);
+    ck_assert_msg(err == code, "got %d (%s), want %d", err, why ? why : "no message", code);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_msg(strstr(why, needle) != NULL, "message lacks \"%s\": %s", needle, why);
+    free(why);
+}
+
+START_TEST(test_quant_load_errors)
+{
+    /* a folder with one [2, 32] weight holding a NaN in row 1 */
+    const char *dir = tp("nan");
+    char p[700];
+    make_dir(dir);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_text(p, CONFIG);
+    dsp_tensor *t = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 2, (int64_t[]){ 2, 32 }, &t), 0);
+    float *v = dsp_tensor_data(t);
+    for (int i = 0; i < 64; i++)
+        v[i] = (float)i / 64.0f;
+    v[40] = NAN;
+    const char *names[] = { "layer.dense.weight" };
+    char *why = NULL;
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    ck_assert_int_eq(dsp_safetensors_write(p, names, &t, 1, NULL, &why), 0);
+    dsp_tensor_unref(&t);
+
+    dsp_model_opts o = { .quant = DSP_QUANT_INT8, .group_size = 32 };
+    expect_opts_fail(dir, &o, DSP_EINVAL, "layer.dense.weight");
+    o.quant = (dsp_quant_kind)7;
+    expect_opts_fail(dir, &o, DSP_EINVAL, "quant 7");
+    o.quant = DSP_QUANT_INT4;
+    o.group_size = 64;
+    expect_opts_fail(dir, &o, DSP_EINVAL, "group size 64: use 32 or 128");
+    /* the open errors of dsp_model_open come through */
+    o.group_size = 32;
+    expect_opts_fail(tp("absent"), &o, DSP_ENOENT, "no such file or folder");
+    /* without quant the same file opens */
+    o.quant = 0;
+    dsp_model *m = NULL;
+    ck_assert_int_eq(dsp_model_open_opts(dir, &o, &m, NULL), 0);
+    dsp_model_close(&m);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -952,6 +1164,14 @@ static Suite *model_suite(void)
     tcase_add_test(tc, test_config_values);
     tcase_add_test(tc, test_tensor_lookup);
     tcase_add_test(tc, test_concurrent_reads);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("quant");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_quant_load);
+    tcase_add_test(tc, test_quant_load_group_and_skip);
+    tcase_add_test(tc, test_quant_load_keeps_tensors);
+    tcase_add_test(tc, test_quant_load_errors);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("validation");

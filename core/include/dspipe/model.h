@@ -30,6 +30,7 @@
 #ifndef DSPIPE_MODEL_H
 #define DSPIPE_MODEL_H
 
+#include <dspipe/ops.h>
 #include <dspipe/tensor.h>
 
 #ifdef __cplusplus
@@ -75,6 +76,56 @@ typedef struct dsp_model dsp_model;
  * read), DSP_EFORMAT, DSP_EUNSUPPORTED, DSP_ELIMIT (more than INT_MAX
  * tensors) or DSP_ENOMEM. Never crashes on malformed files. */
 DSP_API int dsp_model_open(const char *path, dsp_model **out, char **errmsg);
+
+/* Weight-only quantization at load (the `quant=int8|int4` of model
+ * operators). With quant set, dsp_model_open_opts quantizes every weight
+ * matrix a GEMM reads, group-wise with one f32 scale per group_size inputs
+ * (see dsp_quantize in ops.h), and afterwards drops the stored weights'
+ * pages from memory (they stay mapped: dsp_model_tensor still reads them,
+ * from the page cache or the file). A tensor is quantized when
+ *  - its name ends in ".weight", it is 2-D [out, in] and f32, f16 or bf16,
+ *  - in is a multiple of group_size (otherwise it is kept as stored and
+ *    counted in dsp_model_memory's n_kept), and
+ *  - its name matches none of the fnmatch(3) patterns in skip. skip NULL
+ *    means the default list, DSP_MODEL_QUANT_SKIP: embedding tables (read by
+ *    row lookups, not GEMMs), norms, and MoE routers (".gate.weight": small
+ *    and decisive, so kept exact as llama.cpp and AutoGPTQ keep them).
+ * Model code asks dsp_model_qweight for each weight and falls back to
+ * dsp_model_tensor + dsp_linear when it returns none. */
+#define DSP_MODEL_QUANT_SKIP {"*embed*", "*norm*", "*.gate.weight", NULL}
+
+typedef struct dsp_model_opts {
+    dsp_quant_kind quant;       /* 0: keep weights as stored; or INT8 / INT4 */
+    int group_size;             /* 32 or 128; 0 means 128                    */
+    const char *const *skip;    /* NULL-terminated patterns; NULL: default   */
+} dsp_model_opts;
+
+/* dsp_model_open, then quantize as opts says (opts NULL or quant 0: the
+ * same as dsp_model_open). Extra failures: DSP_EINVAL for a bad quant kind
+ * or group size; a weight holding inf or NaN is refused (DSP_EINVAL,
+ * naming the tensor and row) because it has no finite scale. */
+DSP_API int dsp_model_open_opts(const char *path, const dsp_model_opts *opts,
+                                dsp_model **out, char **errmsg);
+
+/* The quantized form of weight name (borrowed: valid until
+ * dsp_model_close) in *out, or NULL when the model keeps that tensor as
+ * stored (not quantized, or opened without quant). Returns 0, DSP_EINVAL
+ * (NULL argument) or DSP_ENOENT (no tensor of that name). */
+DSP_API int dsp_model_qweight(const dsp_model *m, const char *name,
+                              const dsp_qweight **out);
+
+/* What the weights take, for memory reports. */
+typedef struct dsp_model_memory {
+    size_t stored_bytes;        /* every tensor as stored in the files       */
+    size_t quantized_from;      /* stored bytes of the quantized tensors     */
+    size_t quantized_bytes;     /* their codes and scales                    */
+    size_t resident_bytes;      /* what inference reads: stored_bytes -
+                                   quantized_from + quantized_bytes          */
+    int n_quantized;            /* tensors quantized                         */
+    int n_kept;                 /* eligible by name and shape but kept: in
+                                   not a multiple of group_size             */
+} dsp_model_memory;
+DSP_API int dsp_model_memory_info(const dsp_model *m, dsp_model_memory *out);
 
 /* Unmap everything not still used by a tensor and set *m to NULL; NULL or
  * *m == NULL is a no-op. Tensors obtained from the model stay valid (each
