@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dspipe/dspipe.h"
 #include "ops_fixture.h"
 
 /* Path of $TESTS_SRCDIR/data/<dir>/<op>.safetensors, in a static buffer. */
@@ -141,4 +142,70 @@ void ops_assert_error(int rc, int want, const char *needle)
     ck_assert_int_eq(rc, want);
     ck_assert_msg(strstr(dsp_ops_error(), needle), "message \"%s\" lacks \"%s\"",
                   dsp_ops_error(), needle);
+}
+
+static dsp_context *gpu_ctx;
+static dsp_device gpu_dev;
+static int gpu_state;           /* 0 not probed, 1 usable, -1 not */
+
+static void gpu_close(void)
+{
+    dsp_context_free(&gpu_ctx);
+}
+
+const dsp_device *ops_gpu(void)
+{
+    if (gpu_state == 0) {
+        gpu_state = -1;
+        if (dsp_context_new(&gpu_ctx) == 0 && dsp_device_open(gpu_ctx, "cuda", &gpu_dev) == 0) {
+            char name[64];
+            gpu_state = 1;
+            printf("fixture cases also run on %s\n", dsp_device_name(gpu_dev, name, sizeof name));
+        } else {
+            printf("fixture cases run on the CPU only (CUDA skipped: %s)\n",
+                   gpu_ctx ? dsp_context_errmsg(gpu_ctx) : "no context");
+        }
+        atexit(gpu_close);
+    }
+    return gpu_state > 0 ? &gpu_dev : NULL;
+}
+
+static dsp_tensor *copy_to(const dsp_tensor *t, dsp_device dev)
+{
+    dsp_tensor *d = NULL;
+    if (!t)
+        return NULL;
+    int rc = dsp_tensor_to_device(gpu_ctx, t, dev, &d);
+    ck_assert_msg(rc == 0, "dsp_tensor_to_device: %s", dsp_context_errmsg(gpu_ctx));
+    return d;
+}
+
+int ops_check_on_gpu(const char *what, ops_runner run, const char *op,
+                     const dsp_safetensors *st, int i, dsp_tensor **in, int nin,
+                     const dsp_tensor *exp, double tol, int width, unsigned flags)
+{
+    const dsp_device *gpu = ops_gpu();
+    if (!gpu)
+        return 0;
+    dsp_tensor *din[16] = {NULL}, *dout = NULL, *back = NULL;
+    char label[128];
+    ck_assert_int_le(nin, 16);
+    for (int k = 0; k < nin; k++)
+        din[k] = copy_to(in[k], *gpu);
+    int rc = run(op, st, i, din, &dout), ran = 0;
+    snprintf(label, sizeof label, "%s cuda", what);
+    if (rc == DSP_EUNSUPPORTED) {
+        printf("%-*s not run on CUDA: %s\n", width, label, dsp_ops_error());
+    } else {
+        ck_assert_msg(rc == 0, "%s: rc %d: %s", label, rc, dsp_ops_error());
+        ck_assert_int_eq(dout->device.type, DSP_DEVICE_CUDA);
+        back = copy_to(dout, (dsp_device){DSP_DEVICE_CPU, 0});
+        ops_compare(label, back, exp, tol, width, flags);
+        ran = 1;
+    }
+    for (int k = 0; k < nin; k++)
+        dsp_tensor_unref(&din[k]);
+    dsp_tensor_unref(&dout);
+    dsp_tensor_unref(&back);
+    return ran;
 }

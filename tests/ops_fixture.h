@@ -42,6 +42,26 @@ double ops_compare(const char *what, const dsp_tensor *got, const dsp_tensor *ex
  * when t has fewer than 2 dims. The caller unrefs it. */
 dsp_tensor *ops_transposed_view(const dsp_tensor *t);
 
+/* ---- the same fixtures on CUDA ----------------------------------------- */
+
+/* cuda:0 when the CUDA backend and a GPU are usable, else NULL; the first
+ * call opens it (once per process) and, without a GPU, prints that the
+ * fixture cases run on the CPU only and why. */
+const dsp_device *ops_gpu(void);
+
+/* Runs a fixture case: in[] are the case's inputs, *out the result. */
+typedef int (*ops_runner)(const char *op, const dsp_safetensors *st, int i, dsp_tensor **in,
+                          dsp_tensor **out);
+
+/* With a GPU: run the case once more with in[0..nin) copied to it, copy the
+ * result back and ops_compare it with exp at tol (what gets " cuda").
+ * Returns 1 when it ran, 0 without a GPU or when the operator refuses
+ * these inputs on CUDA (DSP_EUNSUPPORTED: printed with the reason, so a
+ * gap shows in the log instead of failing the CPU test). */
+int ops_check_on_gpu(const char *what, ops_runner run, const char *op,
+                     const dsp_safetensors *st, int i, dsp_tensor **in, int nin,
+                     const dsp_tensor *exp, double tol, int width, unsigned flags);
+
 /* Asserts rc == want and that dsp_ops_error() contains needle. */
 void ops_assert_error(int rc, int want, const char *needle);
 

@@ -71,7 +71,8 @@ static const char *const input_names[][IN_MAX] = {
 };
 
 /* Every case of op's fixture three ways: *out NULL, preallocated *out, and
- * each 2-D-or-more input replaced by a transposed (strided) view. */
+ * each 2-D-or-more input replaced by a transposed (strided) view; then on
+ * the GPU when one is usable. */
 static void check_op(const char *op, double tol)
 {
     const char *const *names = NULL;
@@ -124,6 +125,9 @@ static void check_op(const char *op, double tol)
             dsp_tensor_unref(&view);
             in[k] = orig;
         }
+        /* and on the GPU when there is one */
+        snprintf(what, sizeof what, "%s case%d", op, i);
+        ops_check_on_gpu(what, run, op, st, i, in, IN_MAX, exp, tol_i, 28, OPS_CMP_NONFINITE);
         for (int k = 0; k < IN_MAX; k++)
             dsp_tensor_unref(&in[k]);
         dsp_tensor_unref(&exp);
@@ -262,7 +266,13 @@ END_TEST
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
-    TCase *tc = tcase_create("pytorch");
+    /* first: it needs a process where no CUDA backend was loaded yet, and
+     * the fixture cases load it (to look for a GPU) when the tests run
+     * unforked (CK_FORK=no, as under valgrind) */
+    TCase *tc = tcase_create("no backend");
+    tcase_add_test(tc, test_cuda_refused_and_readonly_out);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pytorch");
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_matmul);
     tcase_add_test(tc, test_embedding);
@@ -280,7 +290,6 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_wrong_out_and_shapes);
     tcase_add_test(tc, test_embedding_out_of_range);
     tcase_add_test(tc, test_softmax_fully_masked_and_inplace);
-    tcase_add_test(tc, test_cuda_refused_and_readonly_out);
     suite_add_tcase(s, tc);
     return s;
 }

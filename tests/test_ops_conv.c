@@ -110,7 +110,8 @@ static double case_tol(const char *op, const dsp_safetensors *st, int i, double 
 }
 
 /* Every case three ways: *out NULL, preallocated *out, and each input of 2
- * dims or more replaced by a transposed (strided) view. */
+ * dims or more replaced by a transposed (strided) view; then on the GPU
+ * when one is usable. */
 static void check_op(const char *op, double tol)
 {
     const char *const *names = NULL;
@@ -157,6 +158,9 @@ static void check_op(const char *op, double tol)
             dsp_tensor_unref(&view);
             in[k] = orig;
         }
+        /* and on the GPU when there is one */
+        snprintf(what, sizeof what, "%s case%d", op, i);
+        ops_check_on_gpu(what, run, op, st, i, in, IN_MAX, exp, tol_i, 34, 0);
         for (int k = 0; k < IN_MAX; k++)
             dsp_tensor_unref(&in[k]);
         dsp_tensor_unref(&exp);
