@@ -18,6 +18,11 @@
 #define TOL_ELEM 1e-5, 1e-5
 #define TOL_ROW 1e-5, 1e-4
 #define TOL_GEMM 1e-4, 1e-4
+/*   linear, f16 / bf16 weights: the GPU rounds x to the weight type
+ *                            (rel 2^-11 / 2^-8), K = 64 products of size
+ *                            <= 1 summed: 3e-3 + 2e-3 rel / 2e-2 + 1e-2 rel */
+#define TOL_F16_GEMM 3e-3, 2e-3
+#define TOL_BF16_GEMM 2e-2, 1e-2
 
 static int do_linear(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *b,
                      const void *arg, dsp_tensor **out)
@@ -125,6 +130,23 @@ static void test_gemm(void)
     for (int i = 0; i < 48; i++)
         bp[i] = (uint16_t)(0x3f80 + i);     /* 1.0 and a little above */
     cross("linear with a bf16 bias", do_linear, x, w, bb, NULL, TOL_GEMM);
+
+    /* f16 and bf16 weights: x is rounded to the weight type on the GPU
+     * (cublasGemmEx, f32 accumulation), read exactly on the CPU */
+    dsp_tensor *wf16 = host(DSP_DTYPE_F16, SHAPE(48, 64)), *wbf16 = host(DSP_DTYPE_BF16, SHAPE(48, 64));
+    const float *wsrc = dsp_tensor_data(w);
+    for (int i = 0; i < 48 * 64; i++) {
+        uint32_t u;
+        memcpy(&u, &wsrc[i], sizeof u);
+        ((uint16_t *)dsp_tensor_data(wbf16))[i] = (uint16_t)(u >> 16);
+        int e = (int)((u >> 23) & 0xff) - 127 + 15;   /* |w| < 1: no overflow */
+        ((uint16_t *)dsp_tensor_data(wf16))[i] =
+            (uint16_t)(((u >> 16) & 0x8000) | (e > 0 ? ((uint32_t)e << 10) | ((u >> 13) & 0x3ff) : 0));
+    }
+    cross("linear f16 weights", do_linear, x, wf16, b, NULL, TOL_F16_GEMM);
+    cross("linear bf16 weights", do_linear, x3, wbf16, NULL, NULL, TOL_BF16_GEMM);
+    dsp_tensor_unref(&wf16);
+    dsp_tensor_unref(&wbf16);
 
     int tn = 0, tt = 1;
     dsp_tensor *a = rand_f32(SHAPE(3, 17, 33)), *bm = rand_f32(SHAPE(3, 33, 19));
@@ -237,12 +259,12 @@ static void test_errors(void)
     EXPECT_RC(dsp_embedding(dids, dw, &out), DSP_EUNSUPPORTED);
     expect_msg("embedding", "embedding is not implemented on CUDA yet");
 
-    /* f16 weights in linear */
-    dsp_tensor *wh = host(DSP_DTYPE_F16, SHAPE(3, 6)), *dwh;
-    memset(dsp_tensor_data(wh), 0, 18 * sizeof(uint16_t));
+    /* a weight dtype linear does not take */
+    dsp_tensor *wh = host(DSP_DTYPE_I32, SHAPE(3, 6)), *dwh;
+    memset(dsp_tensor_data(wh), 0, 18 * sizeof(int32_t));
     dwh = to(wh, gpu);
-    EXPECT_RC(dsp_linear(dx, dwh, NULL, &out), DSP_EUNSUPPORTED);
-    expect_msg("linear f16", "f16 weights are not implemented on CUDA");
+    EXPECT_RC(dsp_linear(dx, dwh, NULL, &out), DSP_EINVAL);
+    expect_msg("linear i32 weights", "f32, f16 or bf16");
 
     /* a strided (transposed) view of device memory */
     if (dsp_tensor_from_buffer(DSP_DTYPE_F32, 2, (int64_t[]){6, 4}, (int64_t[]){1, 6}, dx->buf,

@@ -154,13 +154,6 @@ static const dspi_ops_backend *cuda_ops(dspi_opcall *c, dsp_device dev,
         *rc = DSP_EUNSUPPORTED;
         return NULL;
     }
-    /* cuBLAS has no f32 x f16 GEMM; converting the whole weight would break
-     * the tile-at-a-time promise of ops.h */
-    if (!strcmp(c->op, "linear") && n > 1 && ts[1] && ts[1]->dtype != DSP_DTYPE_F32) {
-        *rc = dspi_op_fail(c, DSP_EUNSUPPORTED, "%s weights are not implemented on CUDA yet: "
-                           "use f32 weights or run on the CPU", dsp_dtype_name(ts[1]->dtype));
-        return NULL;
-    }
     c->dev = dev;
     c->mem = be;
     *rc = 0;

@@ -1,7 +1,11 @@
 /* ops_gemm.cu - linear and matmul on the GPU through cuBLAS, row-major as the rest of dspipe. */
 #include <climits>
 
+#include <cstdlib>
+#include <cstring>
+
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 
 #include "cuda_int.h"
 
@@ -25,6 +29,15 @@ struct thread_handles {
 thread_local thread_handles tls_handles;
 } // namespace
 
+/* f32 GEMMs: exact f32 (pedantic) by default; DSPIPE_CUDA_TF32=1 allows
+ * TF32 tensor cores (10-bit mantissa inputs, about 8x the f32 rate on
+ * A100/H100), the trade PyTorch makes with allow_tf32. */
+static cublasMath_t f32_math(void)
+{
+    const char *e = getenv("DSPIPE_CUDA_TF32");
+    return e && !strcmp(e, "1") ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
+}
+
 cublasHandle_t dspi_cuda_blas(void)
 {
     int dev = 0;
@@ -38,7 +51,7 @@ cublasHandle_t dspi_cuda_blas(void)
         }
         /* plain f32 FMA, no TF32 tensor cores: results within f32 rounding
          * of the CPU path (NVIDIA_TF32_OVERRIDE cannot turn TF32 on here) */
-        cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH);
+        cublasSetMathMode(h, f32_math());
         cublasSetStream(h, DSPI_CUDA_STREAM);
     }
     return h;
@@ -66,12 +79,50 @@ int dspi_cuda_add_bias(float *y, int64_t M, int64_t N, const void *b, dsp_dtype 
     return dspi_cuda_launched();
 }
 
+/* x (f32) rounded to the weights' 16-bit type, for cublasGemmEx. */
+__global__ static void to_half_kernel(const float *x, int64_t n, int bf16, uint16_t *out)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(x[i]))
+                      : __half_as_ushort(__float2half_rn(x[i]));
+}
+
+/* y[M,N] = x · wᵀ with w f16 or bf16: the activations (M x K, never the
+ * weights) are rounded to w's type in pooled scratch and the product runs
+ * in cublasGemmEx with f32 accumulation and an f32 result, on tensor cores
+ * (the handle leaves pedantic mode for this call only). */
+static int linear_half(cublasHandle_t h, const float *x, int64_t M, int64_t K, const void *w,
+                       dsp_dtype wdt, int64_t N, float *y)
+{
+    const float one = 1.0f, zero = 0.0f;
+    int bf16 = wdt == DSP_DTYPE_BF16;
+    cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    uint16_t *xh = (uint16_t *)dspi_cuda_scratch((size_t)(M * K) * sizeof(uint16_t));
+    if (!xh)
+        return DSP_ENOMEM;
+    to_half_kernel<<<dspi_cuda_blocks(M * K), DSPI_CUDA_THREADS>>>(x, M * K, bf16, xh);
+    int rc = dspi_cuda_launched();
+    if (rc == 0) {
+        cublasMath_t mode;
+        cublasGetMathMode(h, &mode);
+        cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+        if (cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, w, t,
+                         (int)K, xh, t, (int)K, &zero, y, CUDA_R_32F, (int)N,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+            rc = DSP_EDEVICE;
+        cublasSetMathMode(h, mode);
+    }
+    dspi_cuda_scratch_free(xh);
+    return rc;
+}
+
 int dspi_cuda_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,
                      int64_t N, const void *b, dsp_dtype bdt, float *y)
 {
     const float one = 1.0f, zero = 0.0f;
     int rc;
-    if (wdt != DSP_DTYPE_F32)
+    if (wdt != DSP_DTYPE_F32 && wdt != DSP_DTYPE_F16 && wdt != DSP_DTYPE_BF16)
         return DSP_EUNSUPPORTED;
     if (!fits_int(M) || !fits_int(N) || !fits_int(K))
         return DSP_EUNSUPPORTED;
@@ -86,6 +137,11 @@ int dspi_cuda_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dt
         cublasHandle_t h = dspi_cuda_blas();
         if (!h)
             return DSP_EDEVICE;
+        if (wdt != DSP_DTYPE_F32) {
+            if ((rc = linear_half(h, x, M, K, w, wdt, N, y)) < 0)
+                return rc;
+            return b ? dspi_cuda_add_bias(y, M, N, b, bdt) : 0;
+        }
         /* column-major view: yᵀ [N, M] = w [N, K] · xᵀ [K, M]; w row-major
          * [N, K] is the column-major K x N matrix wᵀ, hence OP_T */
         if (cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one,
