@@ -15,6 +15,10 @@ for t in 1 2; do
     echo "## PyTorch, torch.set_num_threads($t)"
     python3 "$here/bench_torch.py" $t
 done
+for t in 1 2; do
+    echo "## dsp_linear vs raw cblas_sgemm, OPENBLAS_NUM_THREADS=$t"
+    OPENBLAS_NUM_THREADS=$t DSPIPE_OPS_THREADS=$t "$build/bench_ops" wrapper
+done
 echo "## dspipe small shapes (direct loop vs raw cblas_sgemm), OPENBLAS_NUM_THREADS=1"
 OPENBLAS_NUM_THREADS=1 "$build/bench_ops" small
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

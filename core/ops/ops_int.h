@@ -149,6 +149,9 @@ void dspi_load_f32(float *dst, const void *src, dsp_dtype dt, int64_t first, int
  * OpenBLAS above a measured size, a direct loop below it (cpu/gemm.c). */
 void dspi_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                 const float *B, int64_t ldb, float *C, int64_t ldc);
+/* The same, accumulating: C += A · op(B). */
+void dspi_sgemm_acc(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float *C, int64_t ldc);
 
 /* The CPU kernels (files under cpu/), gathered into dspi_ops_cpu by cpu/backend.c. */
 int dspi_cpu_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,

@@ -39,9 +39,10 @@ static float dot_f32(const float *a, const float *b, int64_t n)
 /* The portable GEMM: direct for small shapes, cache-blocked for big ones
  * (the fallback when dspipe is built without OpenBLAS). */
 static void sgemm_blocked(int trans_b, int64_t M, int64_t N, int64_t K, const float *A,
-                          int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc)
+                          int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                          int acc)
 {
-    for (int64_t m = 0; m < M; m++)
+    for (int64_t m = 0; m < M && !acc; m++)
         memset(C + m * ldc, 0, (size_t)N * sizeof *C);
     if (trans_b) {
         for (int64_t k0 = 0; k0 < K; k0 += KB) {
@@ -73,9 +74,11 @@ static void sgemm_blocked(int trans_b, int64_t M, int64_t N, int64_t K, const fl
     }
 }
 
-void dspi_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                const float *B, int64_t ldb, float *C, int64_t ldc)
+/* C = A·op(B) (acc 0) or C += A·op(B) (acc 1) */
+static void gemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
 {
+    const float beta = acc ? 1.0f : 0.0f;
     if (M == 0 || N == 0)
         return;
 #ifdef HAVE_OPENBLAS
@@ -86,18 +89,30 @@ void dspi_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, in
             /* one row: a matrix-vector product, y = B·a or Bᵀ·a */
             if (trans_b)
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, B, (int)ldb, A,
-                            1, 0.0f, C, 1);
+                            1, beta, C, 1);
             else
                 cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, 1.0f, B, (int)ldb, A,
-                            1, 0.0f, C, 1);
+                            1, beta, C, 1);
             return;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+                    (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
         return;
     }
 #endif
-    sgemm_blocked(trans_b, M, N, K, A, lda, B, ldb, C, ldc);
+    sgemm_blocked(trans_b, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
+void dspi_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                const float *B, int64_t ldb, float *C, int64_t ldc)
+{
+    gemm(trans_b, M, N, K, A, lda, B, ldb, C, ldc, 0);
+}
+
+void dspi_sgemm_acc(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float *C, int64_t ldc)
+{
+    gemm(trans_b, M, N, K, A, lda, B, ldb, C, ldc, 1);
 }
 
 /* Rows of a converted f16/bf16 weight panel: about 128 KiB of f32 scratch,
@@ -111,8 +126,17 @@ static int64_t panel_rows(int64_t K)
 int dspi_cpu_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dtype wdt,
                     int64_t N, const void *b, dsp_dtype bdt, float *y)
 {
+    /* a bias is written into y first and the product accumulated onto it
+     * (beta = 1): one write pass instead of a read-modify-write pass after
+     * the GEMM, which showed as up to 10% on 2 threads (bench/ops wrapper) */
+    if (b) {
+        if (M > 0)
+            dspi_load_f32(y, b, bdt, 0, 1, N);
+        for (int64_t m = 1; m < M; m++)
+            memcpy(y + m * N, y, (size_t)N * sizeof *y);
+    }
     if (wdt == DSP_DTYPE_F32) {
-        dspi_sgemm(1, M, N, K, x, K, (const float *)w, K, y, N);
+        gemm(1, M, N, K, x, K, (const float *)w, K, y, N, b != NULL);
     } else {
         int64_t P = panel_rows(K);
         if (P > N)
@@ -123,21 +147,9 @@ int dspi_cpu_linear(const float *x, int64_t M, int64_t K, const void *w, dsp_dty
         for (int64_t n0 = 0; n0 < N; n0 += P) {
             int64_t np = N - n0 < P ? N - n0 : P;
             dspi_load_f32(panel, w, wdt, n0 * K, 1, np * K);
-            dspi_sgemm(1, M, np, K, x, K, panel, K, y + n0, N);
+            gemm(1, M, np, K, x, K, panel, K, y + n0, N, b != NULL);
         }
         free(panel);
-    }
-    if (b) {
-        float *bias = malloc((size_t)(N > 0 ? N : 1) * sizeof *bias);
-        if (!bias)
-            return DSP_ENOMEM;
-        dspi_load_f32(bias, b, bdt, 0, 1, N);
-        for (int64_t m = 0; m < M; m++) {
-            float *row = y + m * N;
-            for (int64_t n = 0; n < N; n++)
-                row[n] += bias[n];
-        }
-        free(bias);
     }
     return 0;
 }
