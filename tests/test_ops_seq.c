@@ -63,6 +63,15 @@ static int csr_call(void *arg, dsp_tensor **out)
     return dsp_csr_aggregate(k->indptr, k->indices, k->x, k->ew, k->kind, out);
 }
 
+/* The fixture case on the GPU: in = {indptr, indices, x, edge_weight}. */
+static int csr_run(const char *op, const dsp_safetensors *st, int i, dsp_tensor **in,
+                   dsp_tensor **out)
+{
+    (void)op;
+    return dsp_csr_aggregate(in[0], in[1], in[2], in[3], (dsp_agg_kind)iscalar(st, i, "kind"),
+                             out);
+}
+
 START_TEST(test_csr_aggregate)
 {
     static const char *const kinds[] = {"sum", "mean", "max"};
@@ -91,6 +100,10 @@ START_TEST(test_csr_aggregate)
         dsp_tensor_unref(&out);
         dsp_tensor_unref(&k.x);
         k.x = orig;
+        /* and on the GPU when there is one */
+        dsp_tensor *gin[] = {k.indptr, k.indices, k.x, k.ew};
+        snprintf(what, sizeof what, "csr case%d", i);
+        ops_check_on_gpu(what, csr_run, "csr_aggregate", st, i, gin, 4, exp, TOL_CSR, 34, 0);
         dsp_tensor_unref(&k.indptr);
         dsp_tensor_unref(&k.indices);
         dsp_tensor_unref(&k.x);
@@ -125,6 +138,19 @@ static int lstm_call(void *arg, dsp_tensor **out)
 {
     lstm_case *k = arg;
     return dsp_lstm(k->x, &k->fwd, k->bidir ? &k->bwd : NULL, k->lengths, out);
+}
+
+/* The fixture case on the GPU: in = {x, lengths, the 8 weights}. */
+static int lstm_run(const char *op, const dsp_safetensors *st, int i, dsp_tensor **in,
+                    dsp_tensor **out)
+{
+    lstm_case k = {in[0], in[1], {NULL}, {0}, {0}, 0};
+    (void)op;
+    (void)st;
+    (void)i;
+    memcpy(k.w, in + 2, sizeof k.w);
+    lstm_bind(&k);
+    return lstm_call(&k, out);
 }
 
 START_TEST(test_lstm)
@@ -170,6 +196,12 @@ START_TEST(test_lstm)
             dsp_tensor_unref(&k.w[4 * d]);
             k.w[4 * d] = ow[d];
         }
+        lstm_bind(&k);
+        /* and on the GPU when there is one */
+        dsp_tensor *gin[10] = {k.x, k.lengths};
+        memcpy(gin + 2, k.w, sizeof k.w);
+        snprintf(what, sizeof what, "lstm case%d", i);
+        ops_check_on_gpu(what, lstm_run, "lstm", st, i, gin, 10, exp, TOL_LSTM, 34, 0);
         for (int j = 0; j < 8; j++)
             dsp_tensor_unref(&k.w[j]);
         dsp_tensor_unref(&k.x);
