@@ -185,6 +185,37 @@ const dspi_ops_backend *dspi_op_backend(dspi_opcall *c, dsp_tensor **out,
     return &dspi_ops_cpu;
 }
 
+/* What host-side checks read: d (t's contiguous data from dspi_op_contig)
+ * itself for a CPU call, a copy downloaded from the device (kept until
+ * dspi_op_finish) for a CUDA call, so a bad index is caught before any
+ * kernel sees it and named as on the CPU. */
+const void *dspi_op_host(dspi_opcall *c, const dsp_tensor *t, const void *d, const char *name,
+                         int *rc)
+{
+    dsp_tensor *h = NULL;
+    *rc = 0;
+    if (!c->mem)
+        return d;
+    if (c->ntmp == (int)(sizeof c->tmp / sizeof c->tmp[0])) {
+        *rc = dspi_op_fail(c, DSP_EINVAL, "too many temporaries to copy %s (at most %d)", name,
+                           c->ntmp);
+        return NULL;
+    }
+    if ((*rc = dsp_tensor_new(t->dtype, t->ndim, t->shape, &h)) < 0) {
+        *rc = dspi_op_fail(c, *rc, "cannot allocate a host copy of %s %s to check it", name,
+                           dspi_shape_str(t).s);
+        return NULL;
+    }
+    c->tmp[c->ntmp++] = h;
+    if (dsp_tensor_nbytes(t) > 0 &&
+        c->mem->memcpy_d2h(c->dev.index, dsp_tensor_data(h), d, dsp_tensor_nbytes(t)) < 0) {
+        *rc = dspi_op_fail(c, DSP_EDEVICE, "copying %s %s from cuda:%d to check it failed", name,
+                           dspi_shape_str(t).s, c->dev.index);
+        return NULL;
+    }
+    return dsp_tensor_data(h);
+}
+
 /* Data of t laid out contiguously: t's own storage, or a copy kept until
  * dspi_op_finish. t is only read (the const cast is for the copy routine,
  * which is not called on contiguous tensors and so never takes a ref). */

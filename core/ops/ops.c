@@ -150,13 +150,17 @@ int dsp_embedding(const dsp_tensor *ids, const dsp_tensor *table, dsp_tensor **o
     const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 2, &rc);
     if (!be)
         return dspi_op_finish(&c, rc, out);
-    const void *idd = dspi_op_contig(&c, ids, &rc);
+    const void *idd = dspi_op_contig(&c, ids, &rc), *idh = idd;
     if (!idd)
         return dspi_op_finish(&c, rc, out);
     int64_t nids = dspi_prod(ids->shape, ids->ndim), vocab = table->shape[0];
+    /* device ids: the range check reads a host copy (ids are small next to
+     * the table), so a bad id never reaches the gather kernel */
+    if (!(idh = dspi_op_host(&c, ids, idd, "ids", &rc)))
+        return dspi_op_finish(&c, rc, out);
     for (int64_t i = 0; i < nids; i++) {
-        int64_t id = ids->dtype == DSP_DTYPE_I64 ? ((const int64_t *)idd)[i]
-                                                 : ((const int32_t *)idd)[i];
+        int64_t id = ids->dtype == DSP_DTYPE_I64 ? ((const int64_t *)idh)[i]
+                                                 : ((const int32_t *)idh)[i];
         if (id < 0 || id >= vocab) {
             rc = dspi_op_fail(&c, DSP_EINVAL, "id %lld at position %lld of ids %s is outside [0, %lld)"
                       " of table %s", (long long)id, (long long)i, dspi_shape_str(ids).s,

@@ -130,6 +130,11 @@ const void *dspi_op_contig(dspi_opcall *c, const dsp_tensor *t, int *rc);
 /* The result: *out when given (checked), else a new contiguous f32 tensor
  * on the call's device. */
 int dspi_op_output(dspi_opcall *c, dsp_tensor **out, int ndim, const int64_t *shape);
+/* For checks on the host: d (t's data from dspi_op_contig) on a CPU call, a
+ * host copy of it (kept until dspi_op_finish) on a device call; name is for
+ * messages. NULL with *rc set on failure. */
+const void *dspi_op_host(dspi_opcall *c, const dsp_tensor *t, const void *d, const char *name,
+                         int *rc);
 int dspi_op_finish(dspi_opcall *c, int rc, dsp_tensor **out);
 float *dspi_op_res(dspi_opcall *c);
 /* View of b broadcast to a's shape (b's dims align with a's trailing dims). */

@@ -87,12 +87,17 @@ int dsp_csr_aggregate(const dsp_tensor *indptr, const dsp_tensor *indices, const
     const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 4, &rc);
     if (!be)
         return dspi_op_finish(&c, rc, out);
-    const void *ipd, *ixd, *xd, *ewd = NULL;
+    const void *ipd, *ixd, *xd, *ewd = NULL, *iph, *ixh;
     if (!(ipd = dspi_op_contig(&c, indptr, &rc)) || !(ixd = dspi_op_contig(&c, indices, &rc)) ||
         !(xd = dspi_op_contig(&c, x, &rc)) ||
         (edge_weight && !(ewd = dspi_op_contig(&c, edge_weight, &rc))))
         return dspi_op_finish(&c, rc, out);
-    if ((rc = csr_validate(&c, ipd, indptr->dtype, n, ixd, indices->dtype, nnz,
+    /* on CUDA the structure is checked on a host copy: a bad index must
+     * never reach a kernel, and the message names it as on the CPU */
+    if (!(iph = dspi_op_host(&c, indptr, ipd, "indptr", &rc)) ||
+        !(ixh = dspi_op_host(&c, indices, ixd, "indices", &rc)))
+        return dspi_op_finish(&c, rc, out);
+    if ((rc = csr_validate(&c, iph, indptr->dtype, n, ixh, indices->dtype, nnz,
                            x->shape[0])) < 0)
         return dspi_op_finish(&c, rc, out);
     int64_t shape[2] = {n, x->shape[1]};
@@ -204,7 +209,7 @@ int dsp_lstm(const dsp_tensor *x, const dsp_lstm_weights *fwd, const dsp_lstm_we
         return dspi_op_finish(&c, rc, out);
     if (lengths) {
         const void *ld = dspi_op_contig(&c, lengths, &rc);
-        if (!ld)
+        if (!ld || !(ld = dspi_op_host(&c, lengths, ld, "lengths", &rc)))
             return dspi_op_finish(&c, rc, out);
         lens = malloc((size_t)(B > 0 ? B : 1) * sizeof *lens);
         if (!lens)
