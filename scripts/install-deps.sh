@@ -12,7 +12,7 @@ PACKAGES=(
     build-essential autoconf automake libtool pkg-config check
     libjansson-dev libpng-dev libturbojpeg0-dev libjpeg62-turbo-dev libopenjp2-7-dev
     libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
-    libdcmtk-dev dcmtk libopenblas-dev
+    libdcmtk-dev dcmtk libopenblas-dev libpcre2-dev libutf8proc-dev
     gstreamer1.0-tools valgrind graphviz python3 python3-numpy
 )
 
