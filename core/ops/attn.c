@@ -6,17 +6,19 @@
 #include <string.h>
 #include "ops/attn_int.h"
 
-/* Strides of t's dims 0..2 when its rows are unit-stride and far enough
- * apart for a GEMM's leading dimension; otherwise a contiguous copy. KV-cache
- * views (rows strided by the capacity) are read in place this way, with no
- * copy of the whole cache per decoded token. */
+/* Strides of t's dims 0..2 when its rows (the last dim) are unit-stride:
+ * the kernels read every row through these strides, so KV-cache views (rows
+ * strided by the capacity) and [batch, len, heads, dim] projections viewed
+ * as [batch, heads, len, dim] are read in place, with no copy per decoded
+ * token, on the CPU and on CUDA. Anything else is made contiguous (on the
+ * CPU; dspi_op_contig refuses a strided device tensor). */
 static const float *rows_of(dspi_opcall *c, const dsp_tensor *t, int64_t st[3], int *rc)
 {
     int64_t hd = t->shape[3];
-    if ((t->stride[3] == 1 || hd <= 1) && (t->stride[2] >= hd || t->shape[2] <= 1)) {
+    if (t->stride[3] == 1 || hd <= 1) {
         st[0] = t->stride[0];
         st[1] = t->stride[1];
-        st[2] = t->shape[2] <= 1 ? hd : t->stride[2];
+        st[2] = t->stride[2];
         *rc = 0;
         return dsp_tensor_data(t);
     }
@@ -89,6 +91,21 @@ static int check_opts(dspi_opcall *c, const dsp_attn_opts *o, const dsp_tensor *
     return 0;
 }
 
+/* The CUDA kernels' limits (attn_int.h), refused with what to do instead. */
+static int check_cuda_limits(dspi_opcall *c, const dspi_attn_args *a)
+{
+    if (a->head_dim > DSPI_CUDA_ATTN_MAX_DIM)
+        return dspi_op_fail(c, DSP_EUNSUPPORTED, "head_dim %lld is more than CUDA attention's %d: "
+                            "copy the tensors to the CPU with dsp_tensor_to_device",
+                            (long long)a->head_dim, DSPI_CUDA_ATTN_MAX_DIM);
+    if (a->kind == DSP_ATTN_TOPK && a->topk < a->k_len && a->topk > DSPI_CUDA_ATTN_MAX_TOPK)
+        return dspi_op_fail(c, DSP_EUNSUPPORTED, "top-k with topk %lld of %lld keys is not "
+                            "implemented on CUDA (at most %d kept keys): use topk <= %d, or copy "
+                            "the tensors to the CPU with dsp_tensor_to_device", (long long)a->topk,
+                            (long long)a->k_len, DSPI_CUDA_ATTN_MAX_TOPK, DSPI_CUDA_ATTN_MAX_TOPK);
+    return 0;
+}
+
 int dsp_attention(const dsp_tensor *q, const dsp_tensor *k, const dsp_tensor *v,
                   const dsp_attn_opts *opts, dsp_tensor **out)
 {
@@ -124,6 +141,8 @@ int dsp_attention(const dsp_tensor *q, const dsp_tensor *k, const dsp_tensor *v,
     a.topk = opts->topk;
     a.q_offset = opts->q_offset;
     a.out = dspi_op_res(&c);
+    if (c.mem && (rc = check_cuda_limits(&c, &a)) < 0)
+        return dspi_op_finish(&c, rc, out);
     rc = be->attention(&a);
     return dspi_op_finish(&c, rc, out);
 }

@@ -7,8 +7,10 @@
 
 /* One attention call as the kernel sees it. q, k and v are read through
  * element strides over [batch, heads, len] (their last dim is unit-stride),
- * so KV-cache views need no copy. The caller has checked every shape and
- * option; scale is already resolved (never 0). */
+ * so KV-cache views need no copy, on the CPU and on CUDA alike. The caller
+ * has checked every shape and option; scale is already resolved (never 0).
+ * On CUDA every tensor pointer is device memory; global stays a host array
+ * (the kernel copies it). */
 typedef struct dspi_attn_args {
     const float *q, *k, *v;
     int64_t qs[3], ks[3], vs[3];    /* strides of dims 0..2, elements */
@@ -27,5 +29,55 @@ typedef struct dspi_attn_args {
 
 /* Returns 0 or DSP_ENOMEM (scratch). */
 int dspi_cpu_attention(const dspi_attn_args *a);
+
+/* ---- the CPU kernel's layout (cpu/attn.c drives, cpu/attn_avx2.c computes)
+ * A block of DSPI_ATTN_QB queries is packed transposed, Qt [head_dim][LD],
+ * so each query owns a vector lane; a tile of DSPI_ATTN_KB keys gives
+ * scores S [KB][LD] and the accumulator is Ot [head_dim][LD]. LD is QB
+ * plus one cache line: rows 256 bytes apart would all fall into a quarter
+ * of L1's sets (and P·V's rows into the same ones as V's at head_dim 64).
+ * Micro-kernels cover DSPI_ATTN_MR rows (keys, or head dims) x LANES query
+ * lanes. 1 to ROWS_MAX queries take the row path instead (Qr [nq][head_dim],
+ * Or [nq][head_dim], S with 8 lanes). */
+#define DSPI_ATTN_QB 64
+#define DSPI_ATTN_KB 64
+#define DSPI_ATTN_LD (DSPI_ATTN_QB + 16)
+#define DSPI_ATTN_LANES 16
+#define DSPI_ATTN_MR 6
+#define DSPI_ATTN_ROWS_MAX 4
+
+#if defined(__x86_64__) || defined(__i386__)
+#define DSPI_ATTN_AVX2 1
+/* AVX2/FMA only: call when dspi_cpu_use_avx2(). Buffers 32-byte aligned
+ * (rows LD apart); ng = lanes / 16; scores are in base 2 for the softmax. */
+/* S[r][i] = K[r]·Qt[:, i] for r < nk, i < 16·ng (K rows ks apart) */
+void dspi_attn_avx2_scores(const float *Qt, const float *K, int64_t ks, int nk, int64_t d,
+                           int ng, float *S);
+/* one online-softmax step per lane i < lanes (a multiple of 8): m, l
+ * updated, al[i] = 2^(m_old - m_new), S turned into 2^(S - m_new) */
+void dspi_attn_avx2_softmax(float *S, int nk, int lanes, float *m, float *l, float *al);
+/* Ot[c][i] = Ot[c][i]·al[i] + Σ_r V[r][c]·P[r][i] (V rows vs apart) */
+void dspi_attn_avx2_pv(const float *P, const float *V, int64_t vs, int nk, int64_t d, int ng,
+                       const float *al, float *Ot);
+/* row[i] = -inf outside lanes [lo, hi] */
+void dspi_attn_avx2_mask_row(float *row, int lanes, int lo, int hi);
+/* bit t set where s[t] > thr[t], t < 8 */
+int dspi_attn_avx2_above(const float *s, const float *thr);
+/* o[c] += w·x[c], c < d */
+void dspi_attn_avx2_axpy(float *o, const float *x, float w, int64_t d);
+/* row path (d a multiple of 8): S[r][i] = K[r]·Qr[i] for i < nq, and
+ * Or[i][:] = Or[i][:]·al[i] + Σ_r P[r][i]·V[r][:] */
+void dspi_attn_avx2_scores_rows(const float *Qr, int nq, const float *K, int64_t ks, int nk,
+                                int64_t d, float *S);
+void dspi_attn_avx2_pv_rows(const float *P, const float *V, int64_t vs, int nk, int64_t d,
+                            int nq, const float *al, float *Or);
+#endif
+
+/* What the CUDA kernels (cuda/ops_attn.cu) take: top-k keeps at most this
+ * many keys per query when fewer than k_len (a shared-memory sort), and
+ * head_dim is at most DSPI_CUDA_ATTN_MAX_DIM (registers per query row).
+ * attn.c refuses anything larger with a message before the kernel runs. */
+#define DSPI_CUDA_ATTN_MAX_TOPK 256
+#define DSPI_CUDA_ATTN_MAX_DIM 256
 
 #endif /* DSPIPE_ATTN_INT_H */

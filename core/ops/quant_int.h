@@ -25,11 +25,14 @@ static inline int64_t dspi_qrow_bytes(const dsp_qweight *w)
     return w->kind == DSP_QUANT_INT4 ? w->in / 2 : w->in;
 }
 
-/* A read-only 2-D float matrix: data in dt (f32/f16/bf16), element strides. */
+/* A read-only 2-D weight matrix [rows, cols]: data in dt (f32/f16/bf16)
+ * with element strides s0, s1; or, when q is set, the quantized matrix q
+ * (then data, dt, s0 and s1 are unused). */
 typedef struct dspi_wmat {
     const void *data;
     dsp_dtype dt;
     int64_t rows, cols, s0, s1;
+    const dsp_qweight *q;
 } dspi_wmat;
 
 /* One SwiGLU expert: gate and up [inter, dim], down [dim, inter]. */
@@ -46,12 +49,58 @@ void dspi_cpu_dequant_rows(const dsp_qweight *w, int64_t r0, int64_t n, float *d
 /* y[M, out] = x[M, in] · dequant(w)ᵀ (+ b[out] in bdt, may be NULL) */
 int dspi_cpu_linear_q(const float *x, int64_t M, const dsp_qweight *w, const void *b,
                       dsp_dtype bdt, float *y);
-/* y[M, N] = x[M, K] · wᵀ for w [N, K] in any dtype and strides. */
+/* y[M, N] = x[M, K] · wᵀ for w [N, K] in any dtype and strides, or quantized. */
 int dspi_cpu_wmat_linear(const float *x, int64_t M, const dspi_wmat *w, float *y);
+/* Elements [k0, k0 + n) of row r of w as f32: a pointer into w itself
+ * when its rows are contiguous f32, else converted or dequantized into buf
+ * (n floats). For a quantized w, k0 and n are multiples of its group size. */
+const float *dspi_wmat_row(const dspi_wmat *w, int64_t r, int64_t k0, int64_t n, float *buf);
 /* x [T, dim] contiguous -> out [T, dim]; router [E, dim]. */
 int dspi_cpu_moe(const float *x, int64_t T, int64_t dim, const dspi_wmat *router,
                  const dspi_moe_mlp *experts, int n_experts, const dspi_moe_mlp *shared,
                  int n_shared, int top_k, dsp_moe_score score, int renormalize,
                  float routed_scale, float *out);
+
+/* ---- MoE expert kernels (AVX2/FMA, cpu/quant_moe_avx2.c) --------------
+ * dspi_cpu_moe groups the tokens by expert and describes each expert's share
+ * of the call as a job; the kernels below then run on disjoint slices of the
+ * jobs from the thread pool: dspi_avx2_moe_up fills a block of a job's act,
+ * dspi_avx2_moe_down adds a block of output features for every job.
+ * Few tokens (n <= DSPI_MOE_DOT_MAX, decode) go through dot products that
+ * stream each weight row once for all of them; more are packed into panels
+ * of DSPI_MOE_TILE tokens, [K][DSPI_MOE_TILE] each (feature-major, so one
+ * load gives a feature of every token), and multiplied in register tiles.
+ * Call only when dspi_cpu_use_avx2(). */
+#define DSPI_MOE_DOT_MAX 4
+#define DSPI_MOE_TILE 16
+/* Panels one call of a kernel covers at most, and the most gate/up
+ * features (dspi_avx2_moe_up) or output features (dspi_avx2_moe_down) */
+#define DSPI_MOE_TILES 8
+#define DSPI_MOE_UP_BLOCK 96
+#define DSPI_MOE_DOWN_BLOCK 192
+
+typedef struct dspi_moe_job {
+    const dspi_moe_mlp *mlp;
+    int64_t n;                  /* tokens routed to this expert */
+    const int64_t *tok;         /* their rows of x and out; NULL: row i is token i */
+    const float *wt;            /* their routing weights; NULL: all 1 (shared) */
+    const float *x;             /* n <= DOT_MAX: [n][dim] rows; else panels */
+    float *act;                 /* silu(gate x) * up x, laid out as x with inter */
+} dspi_moe_job;
+
+/* Bytes of scratch one thread needs for the calls below. */
+size_t dspi_avx2_moe_scratch(void);
+/* Router logits of tokens [t0, t1): logits[t, e] = x[t] · router[e], for
+ * a router of plain f32 rows (s1 == 1). */
+void dspi_avx2_moe_router(const float *x, int64_t t0, int64_t t1, int64_t dim,
+                          const dspi_wmat *router, float *logits);
+/* act of job j for features [i0, i1) (at most DSPI_MOE_UP_BLOCK) and the
+ * tokens of panels [p0, p1) (at most DSPI_MOE_TILES; 0, 1 on the dot path). */
+void dspi_avx2_moe_up(const dspi_moe_job *j, int64_t dim, int64_t i0, int64_t i1, int64_t p0,
+                      int64_t p1, float *scratch);
+/* out[tok, d0:d1) += wt * (act · downᵀ)[:, d0:d1) for each of the njobs
+ * jobs in order, d1 - d0 at most DSPI_MOE_DOWN_BLOCK. */
+void dspi_avx2_moe_down(const dspi_moe_job *jobs, int njobs, int64_t dim, int64_t d0,
+                        int64_t d1, float *out, float *scratch);
 
 #endif /* DSPIPE_QUANT_INT_H */

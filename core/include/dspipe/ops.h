@@ -163,16 +163,30 @@ typedef struct dsp_qweight dsp_qweight;
 /* w f32/f16/bf16 [out, in], in a multiple of group_size. */
 DSP_API int dsp_quantize(const dsp_tensor *w, dsp_quant_kind kind, int group_size,
                          dsp_qweight **out);
+/* Frees w, codes and scales, wherever they live (device memory goes back
+ * through the CUDA backend); sets *w to NULL; NULL is a no-op. */
 DSP_API void dsp_qweight_free(dsp_qweight **w);
 /* Bytes held (codes and scales), for memory reports. */
 DSP_API size_t dsp_qweight_bytes(const dsp_qweight *w);
 DSP_API int dsp_qweight_shape(const dsp_qweight *w, int64_t *out_features,
                               int64_t *in_features);
-/* The f32 matrix the codes stand for (tests and accuracy reports). */
+/* The f32 matrix the codes stand for (tests and accuracy reports), on the
+ * CPU: a w on a GPU is refused (DSP_EUNSUPPORTED; copy it back with
+ * dsp_qweight_to_device first). */
 DSP_API int dsp_dequantize(const dsp_qweight *w, dsp_tensor **out);
 /* y = x · dequant(w)ᵀ + b, x [..., in], b [out] or NULL. */
 DSP_API int dsp_linear_q(const dsp_tensor *x, const dsp_qweight *w, const dsp_tensor *b,
                          dsp_tensor **out);
+/* A copy of w on dev: its codes and scales copied to cuda:N (or back to
+ * the CPU, or CPU to CPU), for dsp_linear_q and dsp_moe on tensors of that
+ * device. *out is new and the caller's (dsp_qweight_free); w is only read.
+ * Like dsp_tensor_to_device, the copy is complete when this returns, so
+ * any thread may use it. Fails with DSP_EINVAL (NULL argument, unknown
+ * device type), DSP_EDEVICE (no CUDA module, driver or GPU, no such
+ * index, a failed copy) or DSP_ENOMEM, with the reason in
+ * dsp_context_errmsg(ctx); *out is then NULL. */
+DSP_API int dsp_qweight_to_device(struct dsp_context *ctx, const dsp_qweight *w,
+                                  dsp_device dev, dsp_qweight **out);
 
 /* ---------------------------------------------------------------------------
  * Mixture of experts (Mixtral / DeepSeek): a router scores n_experts per
@@ -180,15 +194,23 @@ DSP_API int dsp_linear_q(const dsp_tensor *x, const dsp_qweight *w, const dsp_te
  * so each expert runs one GEMM over its tokens, and the results are
  * scattered back weighted by their scores. Shared experts see every token.
  * Experts are SwiGLU MLPs: down(silu(gate(x)) * up(x)), weights as Hugging
- * Face stores them: gate and up [inter, dim], down [dim, inter].
+ * Face stores them: gate and up [inter, dim], down [dim, inter]. Any of the
+ * three may be quantized (dsp_quantize); it is then read a few rows at a
+ * time and never dequantized whole.
  * ------------------------------------------------------------------------- */
 typedef enum dsp_moe_score {
     DSP_MOE_SOFTMAX = 0,        /* Mixtral, DeepSeek-V2                        */
     DSP_MOE_SIGMOID             /* DeepSeek-V3                                 */
 } dsp_moe_score;
 
+/* One expert. Each of its three matrices is given exactly once: as a
+ * tensor (gate, up, down: f32, f16 or bf16, any strides) or as a quantized
+ * weight (qgate, qup, qdown, on the same device as x), so a struct that
+ * sets only the tensors and leaves the rest zero is an unquantized expert.
+ * Experts may mix the two. All of them are borrowed for the call. */
 typedef struct dsp_moe_expert {
     const dsp_tensor *gate, *up, *down;
+    const dsp_qweight *qgate, *qup, *qdown;
 } dsp_moe_expert;
 
 typedef struct dsp_moe_opts {
@@ -199,7 +221,10 @@ typedef struct dsp_moe_opts {
 } dsp_moe_opts;
 
 /* x [tokens, dim]; router [n_experts, dim]; experts[n_experts];
- * shared[n_shared] (n_shared may be 0). Result [tokens, dim]. */
+ * shared[n_shared] (n_shared may be 0). Result [tokens, dim], under the
+ * operator contract above. Fails with DSP_EINVAL (shapes, a matrix missing
+ * or given both ways, bad opts; the message names the expert and matrix),
+ * DSP_EDEVICE (a weight on another device) or DSP_ENOMEM. */
 DSP_API int dsp_moe(const dsp_tensor *x, const dsp_tensor *router,
                     const dsp_moe_expert *experts, int n_experts,
                     const dsp_moe_expert *shared, int n_shared,

@@ -124,7 +124,7 @@ const dspi_ops_backend dspi_ops_cuda = {
     "cuda",
     dspi_cuda_linear,
     dspi_cuda_matmul,
-    NULL,               /* embedding: its id range check reads ids on the host */
+    dspi_cuda_embedding,
     dspi_cuda_softmax,
     dspi_cuda_layernorm,
     dspi_cuda_rmsnorm,
@@ -134,16 +134,16 @@ const dspi_ops_backend dspi_ops_cuda = {
     dspi_cuda_add,
     dspi_cuda_mul,
     dspi_cuda_rope,
-    NULL,               /* attention */
-    NULL,               /* linear_q */
-    NULL,               /* moe */
-    NULL,               /* conv */
-    NULL,               /* pool */
-    NULL,               /* adaptive_pool */
-    NULL,               /* batchnorm */
-    NULL,               /* upsample */
-    NULL,               /* csr_aggregate */
-    NULL,               /* lstm */
+    dspi_cuda_attention,
+    dspi_cuda_linear_q,
+    dspi_cuda_moe,
+    dspi_cuda_conv,
+    dspi_cuda_pool,
+    dspi_cuda_adaptive_pool,
+    dspi_cuda_batchnorm,
+    dspi_cuda_upsample,
+    dspi_cuda_csr_aggregate,
+    dspi_cuda_lstm,
 };
 
 static const dspi_backend cuda_backend = {

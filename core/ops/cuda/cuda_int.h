@@ -110,4 +110,49 @@ int dspi_cuda_rope(const float *x, int64_t batch, int64_t heads, int64_t seq, in
 /* y[M,N] += b[N] (b in bdt) */
 int dspi_cuda_add_bias(float *y, int64_t M, int64_t N, const void *b, dsp_dtype bdt);
 
+/* The embedding, convolution and sequence families (ops_embed.cu,
+ * ops_conv.cu, ops_seq.cu), signatures as in the ops table. dspi_cuda_lstm
+ * takes lengths as a host array (the dispatcher reads and checks them on
+ * the host); every other pointer is device memory. */
+int dspi_cuda_embedding(const void *ids, dsp_dtype idt, int64_t nids, const void *table,
+                        dsp_dtype tdt, int64_t s0, int64_t s1, int64_t dim, float *out);
+int dspi_cuda_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, dsp_dtype bdt,
+                   const struct dspi_conv_geom *g, float *y);
+int dspi_cuda_pool(const float *x, dsp_pool_kind kind, const struct dspi_conv_geom *g, float *y);
+int dspi_cuda_adaptive_pool(const float *x, dsp_pool_kind kind, const struct dspi_conv_geom *g,
+                            float *y);
+int dspi_cuda_batchnorm(const float *x, int64_t n, int64_t c, int64_t inner, const void *mean,
+                        dsp_dtype mdt, const void *var, dsp_dtype vdt, const void *w,
+                        dsp_dtype wdt, const void *b, dsp_dtype bdt, float eps, float *y);
+int dspi_cuda_upsample(const float *x, const struct dspi_conv_geom *g, dsp_upsample_mode mode,
+                       int align_corners, float *y);
+int dspi_cuda_csr_aggregate(const void *indptr, dsp_dtype ptr_dt, const void *indices,
+                            dsp_dtype idx_dt, int64_t n, const float *x, int64_t f,
+                            const float *ew, dsp_agg_kind kind, float *out);
+int dspi_cuda_lstm(const float *x, int64_t batch, int64_t seq, int64_t in, int64_t h,
+                   const struct dspi_lstm_dir *dirs, int ndirs, const int64_t *lengths,
+                   float *out);
+/* n elements of src (f32/f16/bf16) as f32 in new pooled scratch (*out, to
+ * free with dspi_cuda_scratch_free): weights for f32-only cuBLAS calls. */
+int dspi_cuda_f32_copy(const void *src, dsp_dtype dt, int64_t n, float **out);
+
+/* The quantized linear and the MoE layer (ops_quant.cu, ops_moe.cu),
+ * signatures as in the ops table; w's codes and scales, the wmat data and
+ * every activation are device memory (the structs themselves are on the
+ * host). dspi_cuda_wmat_linear: y[M, N] = x[M, K] · wᵀ for a weight matrix
+ * in any dtype and strides or quantized, on the current device (call after
+ * dspi_cuda_enter); the MoE layer's GEMMs. */
+int dspi_cuda_linear_q(const float *x, int64_t M, const dsp_qweight *w, const void *b,
+                       dsp_dtype bdt, float *y);
+int dspi_cuda_moe(const float *x, int64_t T, int64_t dim, const struct dspi_wmat *router,
+                  const struct dspi_moe_mlp *experts, int n_experts,
+                  const struct dspi_moe_mlp *shared, int n_shared, int top_k,
+                  dsp_moe_score score, int renormalize, float routed_scale, float *out);
+int dspi_cuda_wmat_linear(const float *x, int64_t M, const struct dspi_wmat *w, float *y);
+
+/* Attention (ops_attn.cu), the ops table's entry: q/k/v/key_mask/out in
+ * device memory read through a's strides, a->global on the host. */
+struct dspi_attn_args;
+int dspi_cuda_attention(const struct dspi_attn_args *a);
+
 #endif /* DSPIPE_CUDA_INT_H */
