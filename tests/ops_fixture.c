@@ -209,3 +209,46 @@ int ops_check_on_gpu(const char *what, ops_runner run, const char *op,
     dsp_tensor_unref(&back);
     return ran;
 }
+
+double ops_check_case(const char *op, int i, ops_runner run, const dsp_safetensors *st,
+                      dsp_tensor **in, int nin, const char *const *names, const dsp_tensor *exp,
+                      double tol, int width, unsigned flags)
+{
+    char what[96];
+    dsp_tensor *out = NULL, *pre = NULL, *keep;
+    snprintf(what, sizeof what, "%s case%d", op, i);
+    int rc = run(op, st, i, in, &out);
+    ck_assert_msg(rc == 0, "%s: rc %d: %s", what, rc, dsp_ops_error());
+    double err = ops_compare(what, out, exp, tol, width, flags);
+    dsp_tensor_unref(&out);
+
+    /* preallocated output: overwritten in place, same object */
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, exp->ndim, exp->shape, &pre), 0);
+    memset(dsp_tensor_data(pre), 0xff, dsp_tensor_nbytes(pre)); /* NaN garbage */
+    keep = pre;
+    ck_assert_int_eq(run(op, st, i, in, &pre), 0);
+    ck_assert_ptr_eq(pre, keep);
+    snprintf(what, sizeof what, "%s case%d prealloc", op, i);
+    ops_compare(what, pre, exp, tol, width, flags);
+    dsp_tensor_unref(&pre);
+
+    /* strided inputs give the same result */
+    for (int k = 0; k < nin; k++) {
+        dsp_tensor *orig = in[k], *view = orig ? ops_transposed_view(orig) : NULL, *sout = NULL;
+        if (!view)
+            continue;
+        in[k] = view;
+        rc = run(op, st, i, in, &sout);
+        ck_assert_msg(rc == 0, "%s strided %s: %s", op, names[k], dsp_ops_error());
+        snprintf(what, sizeof what, "%s case%d strided %s", op, i, names[k]);
+        ops_compare(what, sout, exp, tol, width, flags);
+        dsp_tensor_unref(&sout);
+        dsp_tensor_unref(&view);
+        in[k] = orig;
+    }
+
+    /* and on the GPU when there is one */
+    snprintf(what, sizeof what, "%s case%d", op, i);
+    ops_check_on_gpu(what, run, op, st, i, in, nin, exp, tol, width, flags);
+    return err;
+}

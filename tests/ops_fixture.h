@@ -62,6 +62,15 @@ int ops_check_on_gpu(const char *what, ops_runner run, const char *op,
                      const dsp_safetensors *st, int i, dsp_tensor **in, int nin,
                      const dsp_tensor *exp, double tol, int width, unsigned flags);
 
+/* Case i of op's fixture four ways: *out NULL, a preallocated *out
+ * (overwritten in place), each input of 2 dims or more replaced by a
+ * transposed (strided) view, and on the GPU when one is usable. in[0..nin)
+ * are the inputs (NULL where absent), names[k] their names for messages.
+ * Returns the max abs error of the first way. */
+double ops_check_case(const char *op, int i, ops_runner run, const dsp_safetensors *st,
+                      dsp_tensor **in, int nin, const char *const *names, const dsp_tensor *exp,
+                      double tol, int width, unsigned flags);
+
 /* Asserts rc == want and that dsp_ops_error() contains needle. */
 void ops_assert_error(int rc, int want, const char *needle);
 

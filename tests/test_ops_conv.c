@@ -20,12 +20,6 @@
 
 #define FIXTURE_DIR "ops_conv"
 
-/* ops_compare with this file's report width and comparison rules. */
-static double compare(const char *what, const dsp_tensor *got, const dsp_tensor *exp, double tol)
-{
-    return ops_compare(what, got, exp, tol, 34, 0);
-}
-
 /* An i64 parameter vector caseN.name into v (zeros past its length);
  * returns its length. */
 static int ints(const dsp_safetensors *st, int i, const char *name, int *v, int max)
@@ -124,47 +118,16 @@ static void check_op(const char *op, double tol)
     ck_assert_int_gt(n, 0);
     double worst = 0;
     for (int i = 0; i < n; i++) {
-        dsp_tensor *in[IN_MAX] = {NULL}, *exp = ops_get(st, i, "expected"), *out = NULL;
-        char what[64];
+        dsp_tensor *in[IN_MAX] = {NULL}, *exp = ops_get(st, i, "expected");
         double tol_i = case_tol(op, st, i, tol);
         for (int k = 0; k < IN_MAX - 1 && names[k]; k++)
             in[k] = ops_get(st, i, names[k]);
-        snprintf(what, sizeof what, "%s case%d", op, i);
-        int rc = run(op, st, i, in, &out);
-        ck_assert_msg(rc == 0, "%s: rc %d: %s", what, rc, dsp_ops_error());
-        double e = compare(what, out, exp, tol_i);
+        double e = ops_check_case(op, i, run, st, in, IN_MAX - 1, names, exp, tol_i, 34,
+                                  0);
         worst = e > worst ? e : worst;
-
-        dsp_tensor *pre = NULL, *keep;
-        ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, exp->ndim, exp->shape, &pre), 0);
-        memset(dsp_tensor_data(pre), 0xff, dsp_tensor_nbytes(pre)); /* NaN garbage */
-        keep = pre;
-        ck_assert_int_eq(run(op, st, i, in, &pre), 0);
-        ck_assert_ptr_eq(pre, keep);
-        snprintf(what, sizeof what, "%s case%d prealloc", op, i);
-        compare(what, pre, exp, tol_i);
-        dsp_tensor_unref(&pre);
-
-        for (int k = 0; k < IN_MAX - 1; k++) {
-            dsp_tensor *orig = in[k], *view = orig ? ops_transposed_view(orig) : NULL, *sout = NULL;
-            if (!view)
-                continue;
-            in[k] = view;
-            rc = run(op, st, i, in, &sout);
-            ck_assert_msg(rc == 0, "%s strided %s: %s", op, names[k], dsp_ops_error());
-            snprintf(what, sizeof what, "%s case%d strided %s", op, i, names[k]);
-            compare(what, sout, exp, tol_i);
-            dsp_tensor_unref(&sout);
-            dsp_tensor_unref(&view);
-            in[k] = orig;
-        }
-        /* and on the GPU when there is one */
-        snprintf(what, sizeof what, "%s case%d", op, i);
-        ops_check_on_gpu(what, run, op, st, i, in, IN_MAX, exp, tol_i, 34, 0);
         for (int k = 0; k < IN_MAX; k++)
             dsp_tensor_unref(&in[k]);
         dsp_tensor_unref(&exp);
-        dsp_tensor_unref(&out);
     }
     printf("%-34s %d cases, worst max abs err %.3g\n", op, n, worst);
     dsp_safetensors_close(&st);
