@@ -91,6 +91,9 @@ struct dsp_node {
     dspi_emitted *outbox;       /* filled by dsp_node_emit during a callback */
     int n_outbox, cap_outbox;
 
+    char **claimed;             /* output paths claimed this run, sorted */
+    size_t n_claimed, cap_claimed;
+
     char *errmsg;               /* set by dsp_node_fail */
     int errcode;
 

@@ -65,6 +65,32 @@ size=$(stat -c %s prep/rgb8.npy)
 expect 1 abort -- "$DSPIPE" -q --on-error abort "$PIPE" in prep2
 has err "broken.jpg" abort
 
+# ---- tensor.write takes a decoded image as it is: u8 [H, W, 3] .npy ---------------
+cat >raw.pipe <<'EOF'
+arg input
+arg out
+files  = files.list   dir=$input
+decode = image.decode mode=rgb depth=8
+write  = tensor.write path=$out/{stem}.npy
+files -> decode -> write
+EOF
+mkdir -p one && cp "$DATA/rgb8.png" one/
+expect 0 write-decoded-image -- "$DSPIPE" -q raw.pipe one raw
+if python3 -c 'import numpy, PIL' 2>/dev/null; then
+    python3 - one/rgb8.png raw/rgb8.npy >py.out 2>&1 <<'EOF'
+import sys
+import numpy as np
+from PIL import Image
+ref = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
+got = np.load(sys.argv[2])
+assert got.dtype == np.uint8 and got.shape == ref.shape, (got.dtype, got.shape, ref.shape)
+assert (got == ref).all(), "pixels differ from Pillow"
+EOF
+    if [ $? -eq 0 ]; then ok; else fail "decoded image .npy differs from Pillow"; cat py.out >&2; fi
+else
+    [ -s raw/rgb8.npy ] && ok || fail "raw/rgb8.npy not written"
+fi
+
 # ---- the same images through torchvision, when Python has it ---------------------
 if python3 -c 'import numpy, PIL, torchvision' 2>/dev/null; then
     python3 - "$WORK/in" "$WORK/prep" >py.out 2>&1 <<'EOF'

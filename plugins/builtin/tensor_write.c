@@ -18,8 +18,6 @@ typedef struct tensor_write_ctx {
     int format;
     int fmt;                    /* resolved: FORMAT_NPY or FORMAT_SAFETENSORS */
     int has_name;               /* template uses {name} */
-    char **written;             /* files written this run, sorted */
-    size_t n_written, cap_written;
 } tensor_write_ctx;
 
 static const dsp_param_def tensor_write_params[] = {
@@ -35,7 +33,7 @@ static const dsp_param_def tensor_write_params[] = {
 };
 
 static const dsp_port_def tensor_write_in[] = {
-    { "in", "tensor", "packets whose tensors are written" },
+    { "in", "any", "packets whose tensors are written (any packet type)" },
     { NULL }
 };
 
@@ -187,52 +185,15 @@ static char *expand(const tensor_write_ctx *c, const dsp_packet *p,
     }
 }
 
-static int find_written(const tensor_write_ctx *c, const char *path, size_t *pos)
-{
-    size_t lo = 0, hi = c->n_written;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = strcmp(path, c->written[mid]);
-        if (r == 0) {
-            *pos = mid;
-            return 1;
-        }
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    *pos = lo;
-    return 0;
-}
-
-static int remember(tensor_write_ctx *c, const char *path, size_t pos)
-{
-    if (c->n_written == c->cap_written) {
-        size_t cap = c->cap_written ? 2 * c->cap_written : 64;
-        char **w = realloc(c->written, cap * sizeof *w);
-        if (!w)
-            return DSP_ENOMEM;
-        c->written = w;
-        c->cap_written = cap;
-    }
-    char *s = strdup(path);
-    if (!s)
-        return DSP_ENOMEM;
-    memmove(c->written + pos + 1, c->written + pos,
-            (c->n_written - pos) * sizeof *c->written);
-    c->written[pos] = s;
-    c->n_written++;
-    return 0;
-}
-
 /* Write one file (one tensor for npy, all for safetensors). */
 static int write_one(dsp_node *node, tensor_write_ctx *c, const dsp_packet *p,
                      const char *file, const char *const *names,
                      dsp_tensor *const *tensors, int n)
 {
-    size_t pos;
-    if (find_written(c, file, &pos))
+    int err = dsp_node_claim_output(node, file);
+    if (err == DSP_ENOMEM)
+        return dsp_node_fail(node, err, "out of memory");
+    if (err < 0)
         return dsp_node_fail(node, DSP_EEXIST,
                              "%s: already written for an earlier item in this run "
                              "(item %" PRId64 " part %" PRId64 " maps to the same "
@@ -240,7 +201,7 @@ static int write_one(dsp_node *node, tensor_write_ctx *c, const dsp_packet *p,
                              "{stem}", file, dsp_packet_item(p), dsp_packet_part(p),
                              c->path);
     char *why = NULL;
-    int err = c->fmt == FORMAT_NPY
+    err = c->fmt == FORMAT_NPY
                   ? dsp_npy_write(file, tensors[0], &why)
                   : dsp_safetensors_write(file, names, tensors, n,
                                           dsp_meta_get_dict(dsp_packet_meta_const(p),
@@ -251,8 +212,6 @@ static int write_one(dsp_node *node, tensor_write_ctx *c, const dsp_packet *p,
         free(why);
         return err;
     }
-    if ((err = remember(c, file, pos)) < 0)
-        return dsp_node_fail(node, err, "out of memory");
     return 0;
 }
 
@@ -313,16 +272,6 @@ out:
     return err;
 }
 
-static void tensor_write_fini(dsp_node *node)
-{
-    tensor_write_ctx *c = dsp_node_priv(node);
-    for (size_t i = 0; i < c->n_written; i++)
-        free(c->written[i]);
-    free(c->written);
-    c->written = NULL;
-    c->n_written = c->cap_written = 0;
-}
-
 const dsp_op_def builtin_tensor_write_op = {
     .struct_size = sizeof(dsp_op_def),
     .name = "tensor.write",
@@ -333,5 +282,4 @@ const dsp_op_def builtin_tensor_write_op = {
     .flags = DSP_OP_SINK,
     .init = tensor_write_init,
     .process = tensor_write_process,
-    .fini = tensor_write_fini,
 };

@@ -20,8 +20,6 @@ typedef struct encode_ctx {
     int drop_alpha;
     char *name;
     int fmt;                    /* resolved FORMAT_PNG / FORMAT_JPEG */
-    char **written;             /* files written this run, sorted */
-    size_t n_written, cap_written;
 } encode_ctx;
 
 static const dsp_param_def encode_params[] = {
@@ -155,44 +153,6 @@ oom:
     return NULL;
 }
 
-static int find_written(const encode_ctx *c, const char *path, size_t *pos)
-{
-    size_t lo = 0, hi = c->n_written;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = strcmp(path, c->written[mid]);
-        if (r == 0) {
-            *pos = mid;
-            return 1;
-        }
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    *pos = lo;
-    return 0;
-}
-
-static int remember(encode_ctx *c, const char *path, size_t pos)
-{
-    if (c->n_written == c->cap_written) {
-        size_t cap = c->cap_written ? 2 * c->cap_written : 64;
-        char **w = realloc(c->written, cap * sizeof *w);
-        if (!w)
-            return DSP_ENOMEM;
-        c->written = w;
-        c->cap_written = cap;
-    }
-    char *s = strdup(path);
-    if (!s)
-        return DSP_ENOMEM;
-    memmove(c->written + pos + 1, c->written + pos, (c->n_written - pos) * sizeof *c->written);
-    c->written[pos] = s;
-    c->n_written++;
-    return 0;
-}
-
 static int encode_process(dsp_node *node, dsp_packet **in)
 {
     encode_ctx *c = dsp_node_priv(node);
@@ -246,11 +206,10 @@ static int encode_process(dsp_node *node, dsp_packet **in)
     }
 
     char *file = expand(c, in[0]);
-    size_t pos;
     dsp_outfile *f = NULL;
-    if (!file) {
+    if (!file || (err = dsp_node_claim_output(node, file)) == DSP_ENOMEM) {
         err = dsp_node_fail(node, DSP_ENOMEM, "out of memory");
-    } else if (find_written(c, file, &pos)) {
+    } else if (err < 0) {
         err = dsp_node_fail(node, DSP_EEXIST, "%s: already written for an earlier item in "
                             "this run; make path '%s' unique, e.g. with {item} or {stem}",
                             file, c->path);
@@ -270,24 +229,13 @@ static int encode_process(dsp_node *node, dsp_packet **in)
             dsp_outfile_discard(&f);
             err = dsp_node_fail(node, err, "%s: cannot write %s: %s", file, jpeg ? "JPEG" : "PNG",
                                 why);
-        } else if ((err = dsp_outfile_commit(node, &f)) == 0 &&
-                   (err = remember(c, file, pos)) < 0) {
-            err = dsp_node_fail(node, err, "out of memory");
+        } else {
+            err = dsp_outfile_commit(node, &f);
         }
     }
     free(file);
     dsp_tensor_unref(&src);
     return err;
-}
-
-static void encode_fini(dsp_node *node)
-{
-    encode_ctx *c = dsp_node_priv(node);
-    for (size_t i = 0; i < c->n_written; i++)
-        free(c->written[i]);
-    free(c->written);
-    c->written = NULL;
-    c->n_written = c->cap_written = 0;
 }
 
 const dsp_op_def image_encode_op = {
@@ -300,5 +248,4 @@ const dsp_op_def image_encode_op = {
     .flags = DSP_OP_SINK,
     .init = encode_init,
     .process = encode_process,
-    .fini = encode_fini,
 };

@@ -285,6 +285,12 @@ DSP_API const char *dsp_outfile_path(const dsp_outfile *f);
 DSP_API int dsp_outfile_commit(dsp_node *node, dsp_outfile **f);
 /* Remove the temporary file; frees *f and sets it NULL. NULL is a no-op. */
 DSP_API void dsp_outfile_discard(dsp_outfile **f);
+/* Claim path as an output of this node for the current run, before writing
+ * it: 0 the first time, DSP_EEXIST when an earlier item of the run claimed
+ * the same path (two items would overwrite each other: the caller should
+ * fail the item and say how to make its path pattern unique), DSP_ENOMEM.
+ * Records nothing on the node. */
+DSP_API int dsp_node_claim_output(dsp_node *node, const char *path);
 
 #ifdef __cplusplus
 }
