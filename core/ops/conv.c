@@ -237,27 +237,39 @@ static int need_out_size(dspi_opcall *c, const dsp_tensor *x, const int *out_siz
     return 0;
 }
 
+/* The common start of the ops whose output size is given (adaptive pooling,
+ * upsampling): checks x, the mode (mode_ok false: "unknown <what> <mode>")
+ * and out_size, makes the output and returns x's data; NULL with *rc set on
+ * an error. */
+static const float *sized_io(dspi_opcall *c, const dsp_tensor *x, int mode_ok, const char *what,
+                             int mode, const int *out_size, dspi_conv_geom *g, dsp_tensor **out,
+                             const dspi_ops_backend **be, int *rc)
+{
+    int nsp;
+    if ((*rc = nsp = need_spatial_x(c, x)) < 0)
+        return NULL;
+    if (!mode_ok) {
+        *rc = dspi_op_fail(c, DSP_EINVAL, "unknown %s %d", what, mode);
+        return NULL;
+    }
+    geom_init(g, x, nsp);
+    if ((*rc = need_out_size(c, x, out_size, nsp, g)) < 0)
+        return NULL;
+    return spatial_io(c, x, g, nsp, out, be, rc);
+}
+
 int dsp_adaptive_pool(const dsp_tensor *x, dsp_pool_kind kind, const int *out_size,
                       dsp_tensor **out)
 {
     dspi_opcall c;
     dspi_conv_geom g;
-    int rc, nsp;
-    dspi_op_begin(&c, "adaptive_pool");
-    if ((rc = nsp = need_spatial_x(&c, x)) < 0)
-        return dspi_op_finish(&c, rc, out);
-    if (kind != DSP_POOL_MAX && kind != DSP_POOL_AVG) {
-        rc = dspi_op_fail(&c, DSP_EINVAL, "unknown pool kind %d", (int)kind);
-        return dspi_op_finish(&c, rc, out);
-    }
-    geom_init(&g, x, nsp);
-    if ((rc = need_out_size(&c, x, out_size, nsp, &g)) < 0)
-        return dspi_op_finish(&c, rc, out);
     const dspi_ops_backend *be = NULL;
-    const float *xd = spatial_io(&c, x, &g, nsp, out, &be, &rc);
-    if (!xd)
-        return dspi_op_finish(&c, rc, out);
-    rc = be->adaptive_pool(xd, kind, &g, dspi_op_res(&c));
+    int rc;
+    dspi_op_begin(&c, "adaptive_pool");
+    const float *xd = sized_io(&c, x, kind == DSP_POOL_MAX || kind == DSP_POOL_AVG, "pool kind",
+                               (int)kind, out_size, &g, out, &be, &rc);
+    if (xd)
+        rc = be->adaptive_pool(xd, kind, &g, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
 
@@ -266,22 +278,13 @@ int dsp_upsample(const dsp_tensor *x, const int *out_size, dsp_upsample_mode mod
 {
     dspi_opcall c;
     dspi_conv_geom g;
-    int rc, nsp;
-    dspi_op_begin(&c, "upsample");
-    if ((rc = nsp = need_spatial_x(&c, x)) < 0)
-        return dspi_op_finish(&c, rc, out);
-    if (mode != DSP_UPSAMPLE_NEAREST && mode != DSP_UPSAMPLE_LINEAR) {
-        rc = dspi_op_fail(&c, DSP_EINVAL, "unknown upsample mode %d", (int)mode);
-        return dspi_op_finish(&c, rc, out);
-    }
-    geom_init(&g, x, nsp);
-    if ((rc = need_out_size(&c, x, out_size, nsp, &g)) < 0)
-        return dspi_op_finish(&c, rc, out);
     const dspi_ops_backend *be = NULL;
-    const float *xd = spatial_io(&c, x, &g, nsp, out, &be, &rc);
-    if (!xd)
-        return dspi_op_finish(&c, rc, out);
-    rc = be->upsample(xd, &g, mode, align_corners, dspi_op_res(&c));
+    int rc;
+    dspi_op_begin(&c, "upsample");
+    const float *xd = sized_io(&c, x, mode == DSP_UPSAMPLE_NEAREST || mode == DSP_UPSAMPLE_LINEAR,
+                               "upsample mode", (int)mode, out_size, &g, out, &be, &rc);
+    if (xd)
+        rc = be->upsample(xd, &g, mode, align_corners, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }
 

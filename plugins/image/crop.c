@@ -16,11 +16,8 @@ static const dsp_param_def crop_params[] = {
       .offset = offsetof(crop_ctx, width), .doc = "crop width (with height)" },
     { .name = "height", .type = DSP_PARAM_INT, .def = "0", .min = 0, .max = 100000,
       .offset = offsetof(crop_ctx, height), .doc = "crop height (with width)" },
-    { .name = "layout", .type = DSP_PARAM_ENUM, .def = "auto", .choices = image_layout_names,
-      .offset = offsetof(crop_ctx, layout),
-      .doc = "auto (meta \"layout\", else H x W x C), hwc or chw" },
-    { .name = "name", .type = DSP_PARAM_STRING, .def = "image",
-      .offset = offsetof(crop_ctx, name), .doc = "the image tensor, replaced by the crop" },
+    IMAGE_LAYOUT_PARAM(crop_ctx, ""),
+    IMAGE_NAME_PARAM(crop_ctx, "the image tensor, replaced by the crop"),
     { NULL }
 };
 

@@ -58,6 +58,17 @@ int image_jpeg_write(void *fp, const dsp_tensor *t, int quality, int subsampling
 enum { IMAGE_LAYOUT_AUTO, IMAGE_LAYOUT_HWC, IMAGE_LAYOUT_CHW };
 extern const char *const image_layout_names[];  /* "auto", "hwc", "chw", NULL */
 
+/* The two parameters every image operator has: the input layout and the
+ * name of the image tensor it replaces (ctx: the op's context struct with
+ * int `layout` and char *`name` members). */
+#define IMAGE_LAYOUT_PARAM(ctx, what)                                                   \
+    { .name = "layout", .type = DSP_PARAM_ENUM, .def = "auto", .choices = image_layout_names, \
+      .offset = offsetof(ctx, layout),                                                  \
+      .doc = what "auto (meta \"layout\", else H x W x C), hwc or chw" }
+#define IMAGE_NAME_PARAM(ctx, doc_)                                                     \
+    { .name = "name", .type = DSP_PARAM_STRING, .def = "image",                         \
+      .offset = offsetof(ctx, name), .doc = doc_ }
+
 typedef struct image_geom {
     int64_t h, w, c;
     int chw;                    /* 1: C x H x W, 0: H x W x C (or H x W: c = 1) */

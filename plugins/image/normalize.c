@@ -36,14 +36,11 @@ static const dsp_param_def normalize_params[] = {
       .offset = offsetof(normalize_ctx, scale),
       .doc = "multiply samples by this first; 0 = divide u8 by 255 and u16 by 65535 "
              "(torchvision's ToTensor), f32 unchanged" },
-    { .name = "layout", .type = DSP_PARAM_ENUM, .def = "auto", .choices = image_layout_names,
-      .offset = offsetof(normalize_ctx, layout),
-      .doc = "input layout: auto (meta \"layout\", else H x W x C), hwc or chw" },
+    IMAGE_LAYOUT_PARAM(normalize_ctx, "input layout: "),
     { .name = "out_layout", .type = DSP_PARAM_ENUM, .def = "chw", .choices = out_layouts,
       .offset = offsetof(normalize_ctx, out_layout),
       .doc = "output layout: chw (what PyTorch models take) or hwc" },
-    { .name = "name", .type = DSP_PARAM_STRING, .def = "image",
-      .offset = offsetof(normalize_ctx, name), .doc = "the image tensor, replaced by f32" },
+    IMAGE_NAME_PARAM(normalize_ctx, "the image tensor, replaced by f32"),
     { NULL }
 };
 

@@ -41,11 +41,8 @@ static const dsp_param_def pad_params[] = {
     { .name = "fill", .type = DSP_PARAM_FLOAT, .def = "0",
       .offset = offsetof(pad_ctx, fill),
       .doc = "value of constant padding (an integer in range for u8/u16 images)" },
-    { .name = "layout", .type = DSP_PARAM_ENUM, .def = "auto", .choices = image_layout_names,
-      .offset = offsetof(pad_ctx, layout),
-      .doc = "auto (meta \"layout\", else H x W x C), hwc or chw" },
-    { .name = "name", .type = DSP_PARAM_STRING, .def = "image",
-      .offset = offsetof(pad_ctx, name), .doc = "the image tensor, replaced by the result" },
+    IMAGE_LAYOUT_PARAM(pad_ctx, ""),
+    IMAGE_NAME_PARAM(pad_ctx, "the image tensor, replaced by the result"),
     { NULL }
 };
 
