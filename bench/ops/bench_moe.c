@@ -1,4 +1,4 @@
-/* bench_moe.c - times dsp_moe (f32, int8 and int4 experts) on the layer bench_moe_torch.py times in PyTorch; checks both agree; reports quantization accuracy and memory. */
+/* bench_moe.c - times dsp_moe (f32, int8, int8 W8A8 and int4 experts) on the layer bench_moe_torch.py times in PyTorch; checks both agree; reports quantization accuracy and memory. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
@@ -16,9 +16,15 @@
  *                            layer INTER     build the layer (f32, int8 g32, int4 g32)
  *                            x T             make T tokens
  *                            run V K REPS    time REPS calls of variant V (f32, int8,
- *                                            int4) with top-K; answers the seconds
+ *                                            w8a8: int8 experts on int8 activations,
+ *                                            int4, w4a8: int4 on int8 activations)
+ *                                            with top-K; answers the seconds
+ *                            cpurun V K REPS the same, in process CPU seconds
  *   bench_moe check DIR    compare with bench_moe_torch.py check DIR's outputs
- *   bench_moe accuracy     quantized layer against the f32 one, and memory
+ *   bench_moe accuracy     quantized layer against the f32 one, and memory; W8A8
+ *                          against f32 and against int8 weights on f32 activations
+ *   bench_moe hash         a hash of the W8A8 outputs of a few shapes, to compare
+ *                          between thread counts (they must be bit-identical)
  * Threads come from DSPIPE_OPS_THREADS and OPENBLAS_NUM_THREADS. */
 
 #define RUNS 7
@@ -34,6 +40,15 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the whole process: with one thread, unlike wall time,
+ * it does not count the time other users' processes hold the core */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -155,25 +170,33 @@ static dsp_tensor *tokens_of(int64_t T)
     return normal(SEED_X, 2, s, 1.0);
 }
 
-/* dsp_moe into a new tensor, as PyTorch's forward returns one */
-static dsp_tensor *run(const layer *L, const dsp_moe_expert *ex, const dsp_tensor *x, int k)
+/* dsp_moe into a new tensor, as PyTorch's forward returns one; act says
+ * what int8 experts multiply (f32 or int8 activations) */
+static dsp_tensor *run_act(const layer *L, const dsp_moe_expert *ex, const dsp_tensor *x, int k,
+                           dsp_moe_act act)
 {
-    dsp_moe_opts o = {k, DSP_MOE_SOFTMAX, 1, 0.0f};
+    dsp_moe_opts o = {k, DSP_MOE_SOFTMAX, 1, 0.0f, act};
     dsp_tensor *y = NULL;
     if (dsp_moe(x, L->router, ex, E, NULL, 0, &o, &y) < 0)
         die("moe");
     return y;
 }
 
+static dsp_tensor *run(const layer *L, const dsp_moe_expert *ex, const dsp_tensor *x, int k)
+{
+    return run_act(L, ex, x, k, DSP_MOE_ACT_F32);
+}
+
 /* median seconds per call; each run repeats the call until >= 20 ms */
-static double bench(const layer *L, const dsp_moe_expert *ex, const dsp_tensor *x, int k)
+static double bench(const layer *L, const dsp_moe_expert *ex, const dsp_tensor *x, int k,
+                    dsp_moe_act act)
 {
     double t[RUNS];
     int reps = 1;
     for (;;) {
         double t0 = now();
         for (int r = 0; r < reps; r++) {
-            dsp_tensor *y = run(L, ex, x, k);
+            dsp_tensor *y = run_act(L, ex, x, k, act);
             dsp_tensor_unref(&y);
         }
         if (now() - t0 >= 0.02 || reps >= (1 << 22))
@@ -183,7 +206,7 @@ static double bench(const layer *L, const dsp_moe_expert *ex, const dsp_tensor *
     for (int i = 0; i < RUNS; i++) {
         double t0 = now();
         for (int r = 0; r < reps; r++) {
-            dsp_tensor *y = run(L, ex, x, k);
+            dsp_tensor *y = run_act(L, ex, x, k, act);
             dsp_tensor_unref(&y);
         }
         t[i] = (now() - t0) / reps;
@@ -210,12 +233,13 @@ static void time_all(int quick)
         for (int ki = 0; ki < 2; ki++) {
             for (size_t ti = 0; ti < sizeof tokens / sizeof tokens[0]; ti++) {
                 dsp_tensor *x = tokens_of(tokens[ti]);
-                double f = bench(&L, L.f32, x, topks[ki]);
-                double q8 = bench(&L, Q8.ex, x, topks[ki]);
-                double q4 = bench(&L, Q4.ex, x, topks[ki]);
-                printf("dspipe I=%lld k=%d T=%lld thr=%s f32 %.1f int8_g32 %.1f int4_g32 %.1f\n",
-                       (long long)L.inter, topks[ki], (long long)tokens[ti], thr, f * 1e6,
-                       q8 * 1e6, q4 * 1e6);
+                double f = bench(&L, L.f32, x, topks[ki], DSP_MOE_ACT_F32);
+                double q8 = bench(&L, Q8.ex, x, topks[ki], DSP_MOE_ACT_F32);
+                double a8 = bench(&L, Q8.ex, x, topks[ki], DSP_MOE_ACT_INT8);
+                double q4 = bench(&L, Q4.ex, x, topks[ki], DSP_MOE_ACT_F32);
+                printf("dspipe I=%lld k=%d T=%lld thr=%s f32 %.1f int8_g32 %.1f w8a8_g32 %.1f "
+                       "int4_g32 %.1f\n", (long long)L.inter, topks[ki], (long long)tokens[ti],
+                       thr, f * 1e6, q8 * 1e6, a8 * 1e6, q4 * 1e6);
                 fflush(stdout);
                 dsp_tensor_unref(&x);
             }
@@ -270,6 +294,75 @@ static int check(const char *dir)
         layer_free(&L);
     }
     return bad;
+}
+
+/* Per-token relative L2 error of got against ref [T, H]: max into *mx,
+ * mean returned. */
+static double token_err(const dsp_tensor *got, const dsp_tensor *ref, double *mx)
+{
+    const float *q = dsp_tensor_data(got), *p = dsp_tensor_data(ref);
+    int64_t T = ref->shape[0];
+    double sum = 0;
+    *mx = 0;
+    for (int64_t t = 0; t < T; t++) {
+        double se = 0, sy = 0;
+        for (int64_t i = 0; i < H; i++) {
+            double d = (double)q[t * H + i] - p[t * H + i];
+            se += d * d;
+            sy += (double)p[t * H + i] * p[t * H + i];
+        }
+        double rel = sqrt(se / sy);
+        *mx = rel > *mx ? rel : *mx;
+        sum += rel;
+    }
+    return sum / (double)T;
+}
+
+/* The layer on int8 activations ya against the f32 layer y and against
+ * the same quantized weights on f32 activations yq (the activations' own
+ * share of the error). */
+static void report_w8a8(const layer *L, int k, const char *name, const dsp_tensor *ya,
+                        const dsp_tensor *y, const dsp_tensor *yq)
+{
+    double m1, m2, a1 = token_err(ya, y, &m1), a2 = token_err(ya, yq, &m2);
+    printf("accuracy I=%lld k=%d T=%lld %-9s int8 act per-token rel L2 err vs f32 max %.3e mean "
+           "%.3e; vs these weights/f32 activations max %.3e mean %.3e\n", (long long)L->inter, k,
+           (long long)y->shape[0], name, m1, a1, m2, a2);
+}
+
+/* FNV-1a over the bytes of t. */
+static uint64_t fnv(const dsp_tensor *t)
+{
+    const unsigned char *p = dsp_tensor_data(t);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < dsp_tensor_nbytes(t); i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* W8A8 outputs of shapes that take every path (dot, panels, several
+ * panel blocks), hashed: run with DSPIPE_OPS_THREADS=1 and 2 and compare. */
+static void hash_outputs(void)
+{
+    static const int64_t Ts[] = {1, 3, 64, 300, 2048};
+    layer L;
+    qlayer Q8, Q8b;
+    layer_init(&L, 512);
+    quantize(&L, DSP_QUANT_INT8, 32, &Q8);
+    quantize(&L, DSP_QUANT_INT8, 128, &Q8b);
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (int ki = 0; ki < 2; ki++)
+            for (int g = 0; g < 2; g++) {
+                dsp_tensor *x = tokens_of(Ts[ti]);
+                dsp_tensor *y = run_act(&L, g ? Q8b.ex : Q8.ex, x, topks[ki], DSP_MOE_ACT_INT8);
+                printf("hash I=512 k=%d T=%lld int8 g%d W8A8 %016llx\n", topks[ki],
+                       (long long)Ts[ti], g ? 128 : 32, (unsigned long long)fnv(y));
+                dsp_tensor_unref(&y);
+                dsp_tensor_unref(&x);
+            }
+    qlayer_free(&Q8);
+    qlayer_free(&Q8b);
+    layer_free(&L);
 }
 
 /* Quantized layer against the f32 one on T tokens: per-token relative L2
@@ -332,6 +425,9 @@ static void accuracy(void)
                        "%.3e; max abs err / max|y| %.3e; experts %zu bytes vs f32 %zu (%.1f%%)\n",
                        (long long)L.inter, topks[ki], (long long)T, qs[qi].name, rmax, rsum / T,
                        emax / ymax, bytes, f32_bytes, 100.0 * (double)bytes / (double)f32_bytes);
+                dsp_tensor *ya = run_act(&L, Q.ex, x, topks[ki], DSP_MOE_ACT_INT8);
+                report_w8a8(&L, topks[ki], qs[qi].name, ya, y, yq);
+                dsp_tensor_unref(&ya);
                 dsp_tensor_unref(&yq);
                 qlayer_free(&Q);
             }
@@ -368,15 +464,20 @@ static int serve(void)
             dsp_tensor_unref(&x);
             x = tokens_of(a);
             printf("ok\n");
-        } else if (sscanf(line, "run %15s %d %d", v, &k, &reps) == 3 && have && x) {
-            const dsp_moe_expert *ex = !strcmp(v, "int8") ? Q8.ex : !strcmp(v, "int4") ? Q4.ex
-                                                                                        : L.f32;
-            double t0 = now();
+        } else if ((sscanf(line, "run %15s %d %d", v, &k, &reps) == 3 ||
+                    sscanf(line, "cpurun %15s %d %d", v, &k, &reps) == 3) && have && x) {
+            double (*tick)(void) = line[0] == 'c' ? cpu_now : now;
+            int w8a8 = !strcmp(v, "w8a8"), w4a8 = !strcmp(v, "w4a8");
+            const dsp_moe_expert *ex = !strcmp(v, "int8") || w8a8 ? Q8.ex
+                                       : !strcmp(v, "int4") || w4a8 ? Q4.ex
+                                                                    : L.f32;
+            double t0 = tick();
             for (int r = 0; r < reps; r++) {
-                dsp_tensor *y = run(&L, ex, x, k);
+                dsp_tensor *y = run_act(&L, ex, x, k,
+                                        w8a8 || w4a8 ? DSP_MOE_ACT_INT8 : DSP_MOE_ACT_F32);
                 dsp_tensor_unref(&y);
             }
-            printf("%.9f\n", now() - t0);
+            printf("%.9f\n", tick() - t0);
         } else if (!strncmp(line, "quit", 4)) {
             break;
         } else {
@@ -399,6 +500,10 @@ int main(int argc, char **argv)
         return serve();
     if (argc >= 3 && !strcmp(argv[1], "check"))
         return check(argv[2]);
+    if (argc >= 2 && !strcmp(argv[1], "hash")) {
+        hash_outputs();
+        return 0;
+    }
     if (argc >= 2 && !strcmp(argv[1], "accuracy")) {
         accuracy();
         return 0;

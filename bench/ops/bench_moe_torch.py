@@ -247,14 +247,15 @@ class Dspipe:
 
 
 def measure(runners):
-    """median seconds per call of each runner, RUNS rounds interleaved"""
+    """median and min seconds per call of each runner, RUNS rounds interleaved"""
     reps = {n: calibrate(r) for n, r in runners.items()}
     times = {n: [] for n in runners}
     names = list(runners)
     for i in range(RUNS):
         for n in names[i % len(names):] + names[:i % len(names)]:
             times[n].append(runners[n](reps[n]) / reps[n])
-    return {n: sorted(t)[RUNS // 2] for n, t in times.items()}
+    return ({n: sorted(t)[RUNS // 2] for n, t in times.items()},
+            {n: min(t) for n, t in times.items()})
 
 
 def models(inter, k, w):
@@ -339,13 +340,17 @@ def main():
                     d.ask(f"x {T}")
                 runners = {n: torch_runner(lambda m=m: m(x)) for n, m in ms.items()}
                 if d:
-                    for v in ("f32", "int8", "int4"):
+                    # w8a8 / w4a8: the int8 / int4 experts on int8 activations
+                    # (DSP_MOE_ACT_INT8)
+                    for v in ("f32", "int8", "w8a8", "int4", "w4a8"):
                         runners["dspipe_" + v] = d.runner(v, k)
                 with torch.inference_mode():
-                    res = measure(runners)
+                    res, mins = measure(runners)
                 line = " ".join(f"{n} {t * 1e6:.1f}" for n, t in res.items())
                 print(f"moe I={inter} k={k} T={T} thr={threads} us: {line}", flush=True)
-                rows.append((inter, k, T, res))
+                line = " ".join(f"{n} {t * 1e6:.1f}" for n, t in mins.items())
+                print(f"moe I={inter} k={k} T={T} thr={threads} min us: {line}", flush=True)
+                rows.append((inter, k, T, res, mins))
             del ms
     if d:
         d.close()
@@ -353,16 +358,21 @@ def main():
 
 
 def table(rows, threads):
-    """markdown: medians in ms and the ratios the target is about"""
+    """markdown: medians in ms and the ratios the target is about (eager = the
+    faster of eager_v4 and eager_v5; "min" ratios from each side's fastest run)"""
     print(f"\n| I | k | T | thr | torch eager_v4 | torch eager_v5 | torch grouped_mm | dspipe f32 "
-          f"| dspipe int8 | dspipe int4 | eager / dspipe f32 | grouped_mm / dspipe f32 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for inter, k, T, r in rows:
+          f"| dspipe int8 | dspipe int8 W8A8 | dspipe int4 | dspipe int4 W4A8 | eager / dspipe f32 "
+          f"| eager / dspipe W8A8 | eager / W8A8 (min) | f32 / W8A8 | grouped_mm / dspipe f32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for inter, k, T, r, m in rows:
         eager = min(r["eager_v4"], r["eager_v5"])
+        eager_min = min(m["eager_v4"], m["eager_v5"])
         ms = lambda n: f"{r[n] * 1e3:.3f}"
         print(f"| {inter} | {k} | {T} | {threads} | {ms('eager_v4')} | {ms('eager_v5')} | "
-              f"{ms('grouped')} | {ms('dspipe_f32')} | {ms('dspipe_int8')} | {ms('dspipe_int4')} | "
-              f"{eager / r['dspipe_f32']:.2f} | {r['grouped'] / r['dspipe_f32']:.2f} |")
+              f"{ms('grouped')} | {ms('dspipe_f32')} | {ms('dspipe_int8')} | {ms('dspipe_w8a8')} | "
+              f"{ms('dspipe_int4')} | {ms('dspipe_w4a8')} | {eager / r['dspipe_f32']:.2f} | "
+              f"{eager / r['dspipe_w8a8']:.2f} | {eager_min / m['dspipe_w8a8']:.2f} | "
+              f"{r['dspipe_f32'] / r['dspipe_w8a8']:.2f} | {r['grouped'] / r['dspipe_f32']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ trap 'rm -rf "$tmp"' EXIT
 echo "## same layer on both sides (dspipe f32 vs PyTorch eager)"
 python3 "$here/bench_moe_torch.py" check "$tmp" | grep -v '^check.*: eager_v4 '
 OPENBLAS_NUM_THREADS=1 DSPIPE_OPS_THREADS=1 "$build/bench_moe" check "$tmp"
-echo "## quantized experts against f32 (accuracy, memory)"
+echo "## quantized experts against f32 (accuracy, memory; W8A8 against f32 and int8/f32 activations)"
 OPENBLAS_NUM_THREADS=1 DSPIPE_OPS_THREADS=1 "$build/bench_moe" accuracy
+echo "## W8A8 outputs bit-identical on 1 and 2 threads"
+for t in 1 2; do DSPIPE_OPS_THREADS=$t "$build/bench_moe" hash > "$tmp/hash$t"; done
+cmp "$tmp/hash1" "$tmp/hash2" && echo "identical ($(wc -l < "$tmp/hash1") shapes)"
 for t in 1 2; do
     echo "## threads $t: OPENBLAS_NUM_THREADS=$t DSPIPE_OPS_THREADS=$t, torch.set_num_threads($t); load $(load)"
     python3 "$here/bench_moe_torch.py" "$t" $quick --dspipe "$build/bench_moe"

@@ -392,6 +392,7 @@ static int moe_expert(dspi_opcall *c, const dsp_moe_expert *e, const char *what,
                             mat_str(t[0], q[0]).s, mat_str(t[1], q[1]).s, mat_str(t[2], q[2]).s,
                             (long long)dim, (long long)dim, (long long)dim);
     dspi_wmat *w[3] = {&m->gate, &m->up, &m->down};
+    m->act_int8 = 0;
     for (int k = 0; k < 3; k++) {
         if (t[k]) {
             *w[k] = wmat_of(t[k]);
@@ -415,6 +416,18 @@ static int moe_qdevice(dspi_opcall *c, const dsp_moe_expert *e, const char *what
                                 q[k]->device.index, c->dev.type == DSP_DEVICE_CPU ? "cpu" : "cuda",
                                 c->dev.index);
     return 0;
+}
+
+/* Whether int8 matrices take int8 activations: opts->act, or for
+ * DSP_MOE_ACT_DEFAULT the environment (read each call: cheap next to an
+ * MoE layer, and a test can change it). */
+static int moe_act_int8(dsp_moe_act act)
+{
+    if (act == DSP_MOE_ACT_DEFAULT) {
+        const char *env = getenv("DSPIPE_MOE_ACT");
+        return env && strcmp(env, "int8") == 0;
+    }
+    return act == DSP_MOE_ACT_INT8;
 }
 
 int dsp_moe(const dsp_tensor *x, const dsp_tensor *router, const dsp_moe_expert *experts,
@@ -453,10 +466,14 @@ int dsp_moe(const dsp_tensor *x, const dsp_tensor *router, const dsp_moe_expert 
     if (opts->score != DSP_MOE_SOFTMAX && opts->score != DSP_MOE_SIGMOID)
         return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EINVAL, "unknown score %d",
                                                (int)opts->score), out);
+    if (opts->act < DSP_MOE_ACT_DEFAULT || opts->act > DSP_MOE_ACT_INT8)
+        return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EINVAL, "unknown act %d (expects "
+                                               "DSP_MOE_ACT_DEFAULT, _F32 or _INT8)",
+                                               (int)opts->act), out);
     if (!isfinite(opts->routed_scale))
         return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EINVAL, "routed_scale %g is not finite",
                                                (double)opts->routed_scale), out);
-    int nm = n_experts + n_shared, nt = 2 + 3 * nm;
+    int nm = n_experts + n_shared, nt = 2 + 3 * nm, act_int8 = moe_act_int8(opts->act);
     mlps = malloc((size_t)nm * sizeof *mlps);
     ts = malloc((size_t)nt * sizeof *ts);
     if (!mlps || !ts) {
@@ -470,6 +487,7 @@ int dsp_moe(const dsp_tensor *x, const dsp_tensor *router, const dsp_moe_expert 
         if ((rc = moe_expert(&c, e, i < n_experts ? "experts" : "shared",
                              i < n_experts ? i : i - n_experts, x->shape[1], &mlps[i])) < 0)
             goto done;
+        mlps[i].act_int8 = act_int8;
         ts[2 + 3 * i] = e->gate;
         ts[3 + 3 * i] = e->up;
         ts[4 + 3 * i] = e->down;

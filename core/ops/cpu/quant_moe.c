@@ -42,6 +42,103 @@ int dspi_cpu_wmat_linear(const float *x, int64_t M, const dspi_wmat *w, float *y
     return 0;
 }
 
+/* ---- W8A8 reference math (quant_int.h), also the portable kernels ------ */
+
+void dspi_q8_quantize(const float *x, int64_t n, int8_t *q, float *d)
+{
+    for (int64_t b = 0; b < n / DSPI_Q8_BLOCK; b++) {
+        const float *xb = x + b * DSPI_Q8_BLOCK;
+        float amax = 0.0f;
+        for (int i = 0; i < DSPI_Q8_BLOCK; i++)
+            amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float id = dspi_q8_scale(amax, &d[b]);
+        for (int i = 0; i < DSPI_Q8_BLOCK; i++)
+            q[b * DSPI_Q8_BLOCK + i] = dspi_q8_code(xb[i], id);
+    }
+}
+
+float dspi_q8_dot(const int8_t *qx, const float *dx, const int8_t *codes, const float *scales,
+                  int64_t gs, int64_t K)
+{
+    float y = 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += DSPI_Q8_BLOCK) {
+        int32_t isum = 0;
+        for (int i = 0; i < DSPI_Q8_BLOCK; i++)
+            isum += (int32_t)qx[k0 + i] * codes[k0 + i];
+        y = fmaf(dx[k0 / DSPI_Q8_BLOCK] * scales[k0 / gs], (float)isum, y);
+    }
+    return y;
+}
+
+void dspi_q8_row_codes(const dsp_qweight *w, int64_t r, int8_t *dst)
+{
+    const uint8_t *c = w->codes + r * dspi_qrow_bytes(w);
+    if (w->kind == DSP_QUANT_INT8) {
+        memcpy(dst, c, (size_t)w->in);
+        return;
+    }
+    /* two's-complement nibbles, the low one first: (n ^ 8) - 8 extends the sign */
+    for (int64_t k = 0; k < w->in; k++)
+        dst[k] = (int8_t)((((k & 1) ? c[k / 2] >> 4 : c[k / 2] & 15) ^ 8) - 8);
+}
+
+int dspi_q8_linear(const float *x, int64_t M, const dsp_qweight *w, float *y)
+{
+    int64_t K = w->in, N = w->out;
+    int8_t *q = malloc((size_t)K), *wc = malloc((size_t)(N * K));
+    float *d = malloc((size_t)(K / DSPI_Q8_BLOCK) * sizeof *d);
+    if (!q || !wc || !d) {
+        free(q);
+        free(wc);
+        free(d);
+        return DSP_ENOMEM;
+    }
+    for (int64_t o = 0; o < N; o++)
+        dspi_q8_row_codes(w, o, wc + o * K);
+    for (int64_t m = 0; m < M; m++) {
+        dspi_q8_quantize(x + m * K, K, q, d);
+        for (int64_t o = 0; o < N; o++)
+            y[m * N + o] = dspi_q8_dot(q, d, wc + o * K, w->scales + o * (K / w->group_size),
+                                       w->group_size, K);
+    }
+    free(q);
+    free(wc);
+    free(d);
+    return 0;
+}
+
+/* act of features [i0, i1) of a job's panels [p0, p1) (or of its rows, on
+ * the dot path) quantized into aq/ad in the layout of quant_int.h: on
+ * panels, the 32 features of a block of token m sit 16 floats apart. */
+void dspi_q8_pack_act(const dspi_moe_job *j, int64_t i0, int64_t i1, int64_t p0, int64_t p1)
+{
+    enum { T = DSPI_MOE_TILE, B = DSPI_Q8_BLOCK };
+    int64_t inter = j->mlp->down.cols, nb = inter / B;
+    if (j->n <= DSPI_MOE_DOT_MAX) {
+        for (int64_t t = 0; t < j->n; t++)
+            dspi_q8_quantize(j->act + t * inter + i0, i1 - i0, j->aq + t * inter + i0,
+                             j->ad + t * nb + i0 / B);
+        return;
+    }
+    for (int64_t p = p0; p < p1; p++) {
+        const float *a = j->act + p * inter * T;
+        int8_t *q = j->aq + p * inter * T;
+        float *d = j->ad + p * nb * T;
+        /* lanes past the last token may hold anything (the f32 kernels
+         * leave them stale): they get zero codes */
+        int64_t valid = j->n - p * T < T ? j->n - p * T : T;
+        for (int64_t k0 = i0; k0 < i1; k0 += B)
+            for (int m = 0; m < T; m++) {
+                float amax = 0.0f;
+                for (int64_t k = k0; k < k0 + B && m < valid; k++)
+                    amax = fabsf(a[k * T + m]) > amax ? fabsf(a[k * T + m]) : amax;
+                float id = dspi_q8_scale(amax, &d[k0 / B * T + m]);
+                for (int64_t k = k0; k < k0 + B; k++)
+                    q[(k / 4 * T + m) * 4 + k % 4] = m < valid ? dspi_q8_code(a[k * T + m], id) : 0;
+            }
+    }
+}
+
 /* Scores in place over one token's n logits. */
 static void score_row(float *s, int n, dsp_moe_score kind)
 {
@@ -126,15 +223,20 @@ static void route(routing *r, int top_k_, dsp_moe_score score, int renormalize,
 
 /* y[M, dim] = down(silu(gate x) * up x) for the M rows of x; h and u are
  * [M, inter] scratch. */
+static int mlp_linear(const float *x, int64_t M, const dspi_wmat *w, int q8, float *y)
+{
+    return q8 ? dspi_q8_linear(x, M, w->q, y) : dspi_cpu_wmat_linear(x, M, w, y);
+}
+
 static int mlp(const float *x, int64_t M, const dspi_moe_mlp *e, float *h, float *u, float *y)
 {
-    int rc;
+    int rc, q8 = dspi_moe_q8_up(e);
     int64_t inter = e->gate.rows;
-    if ((rc = dspi_cpu_wmat_linear(x, M, &e->gate, h)) < 0 ||
-        (rc = dspi_cpu_wmat_linear(x, M, &e->up, u)) < 0)
+    if ((rc = mlp_linear(x, M, &e->gate, q8, h)) < 0 ||
+        (rc = mlp_linear(x, M, &e->up, q8, u)) < 0)
         return rc;
     dspi_cpu_swiglu(h, u, M * inter, h);
-    return dspi_cpu_wmat_linear(h, M, &e->down, y);
+    return mlp_linear(h, M, &e->down, dspi_moe_q8_down(e), y);
 }
 
 static int experts_portable(const float *x, int64_t dim, const routing *r,
@@ -285,6 +387,12 @@ static int64_t packed_rows(int64_t n)
     return n <= DSPI_MOE_DOT_MAX ? n : (n + DSPI_MOE_TILE - 1) / DSPI_MOE_TILE * DSPI_MOE_TILE;
 }
 
+/* Row of x holding token i of job j. */
+static int64_t tok_row(const dspi_moe_job *j, int64_t i)
+{
+    return j->tok ? j->tok[i] : i;
+}
+
 /* A slice of the gate/up work: features [i0, i0 + DSPI_MOE_UP_BLOCK) of
  * job `job` for its panels [p0, p0 + DSPI_MOE_TILES). */
 typedef struct up_item {
@@ -294,6 +402,8 @@ typedef struct up_item {
 
 typedef struct pool_ctx {
     const float *x;
+    const int8_t *xq;           /* x quantized (W8A8): [T][dim] codes, */
+    const float *xd;            /* [T][dim / 32] scales; NULL when no job needs it */
     int64_t dim, down_block;
     size_t buf_bytes;
     dspi_moe_job *jobs;
@@ -302,6 +412,49 @@ typedef struct pool_ctx {
     float *out;
     atomic_int failed;          /* a slice could not get its scratch */
 } pool_ctx;
+
+/* x quantized row by row for the W8A8 jobs (tokens [t0, t1)). */
+static void quantize_range(void *arg, int64_t t0, int64_t t1)
+{
+    pool_ctx *c = arg;
+    int64_t dim = c->dim;
+    for (int64_t t = t0; t < t1; t++)
+        dspi_avx2_q8_quantize(c->x + t * dim, dim, (int8_t *)c->xq + t * dim,
+                              (float *)c->xd + t * (dim / DSPI_Q8_BLOCK));
+}
+
+/* pack_range for a W8A8 job: its tokens' quantized rows, or panels in the
+ * layout of quant_int.h (zero codes and scales past the last token). */
+static void pack_q8(const pool_ctx *c, const dspi_moe_job *j)
+{
+    enum { T = DSPI_MOE_TILE };
+    int64_t dim = c->dim, nb = dim / DSPI_Q8_BLOCK;
+    int8_t *q = (int8_t *)j->xq;
+    float *d = (float *)j->xd;
+    if (j->xq == c->xq)
+        return;                 /* a shared expert reading xq in place */
+    if (j->n <= DSPI_MOE_DOT_MAX) {
+        for (int64_t i = 0; i < j->n; i++) {
+            memcpy(q + i * dim, c->xq + tok_row(j, i) * dim, (size_t)dim);
+            memcpy(d + i * nb, c->xd + tok_row(j, i) * nb, (size_t)nb * sizeof *d);
+        }
+        return;
+    }
+    for (int64_t t0 = 0; t0 < j->n; t0 += T, q += dim * T, d += nb * T)
+        for (int m = 0; m < T; m++) {
+            int have = t0 + m < j->n;
+            const int8_t *sq = have ? c->xq + tok_row(j, t0 + m) * dim : NULL;
+            const float *sd = have ? c->xd + tok_row(j, t0 + m) * nb : NULL;
+            for (int64_t k = 0; k < dim; k += 4) {
+                if (have)
+                    memcpy(q + (k / 4 * T + m) * 4, sq + k, 4);
+                else
+                    memset(q + (k / 4 * T + m) * 4, 0, 4);
+            }
+            for (int64_t g = 0; g < nb; g++)
+                d[g * T + m] = have ? sd[g] : 0.0f;
+        }
+}
 
 /* Gather each job's tokens: plain rows for the dot path, else panels
  * [dim][16] (token m of a panel in lane m, zeros past the last token).
@@ -314,6 +467,10 @@ static void pack_range(void *arg, int64_t j0, int64_t j1)
     for (int64_t jn = j0; jn < j1; jn++) {
         dspi_moe_job *j = &c->jobs[jn];
         float *dst = (float *)j->x;
+        if (j->q8_up) {
+            pack_q8(c, j);
+            continue;
+        }
         if (j->x == c->x)
             continue;           /* a shared expert reading x in place */
         if (j->n <= DSPI_MOE_DOT_MAX) {
@@ -384,8 +541,8 @@ static int experts_avx2(const float *x, int64_t dim, const routing *r,
                         float *out)
 {
     int64_t T = r->T, K = r->K, E = r->E, A = T * K;
-    int njobs = 0, nitems = 0;
-    int64_t xfloats = 0, afloats = 0, macs = 0;
+    int njobs = 0, nitems = 0, any_q8 = 0;
+    int64_t xfloats = 0, afloats = 0, macs = 0, qbytes = 0, B = DSPI_Q8_BLOCK, kmax = 0;
     /* sizes first, then one block for everything */
     for (int64_t e = 0; e < E + n_shared; e++) {
         const dspi_moe_mlp *m = e < E ? &experts[e] : &shared[e - E];
@@ -397,7 +554,17 @@ static int experts_avx2(const float *x, int64_t dim, const routing *r,
         xfloats += packed_rows(n) * dim;
         afloats += packed_rows(n) * inter;
         macs += 3 * n * inter * dim;
+        kmax = inter > kmax ? inter : kmax;
+        /* W8A8: a byte of code an input, a float of scale per 32 */
+        if (dspi_moe_q8_up(m)) {
+            any_q8 = 1;
+            qbytes += packed_rows(n) * dim / B * (B + (int64_t)sizeof(float));
+        }
+        if (dspi_moe_q8_down(m))
+            qbytes += packed_rows(n) * inter / B * (B + (int64_t)sizeof(float));
     }
+    if (any_q8)
+        qbytes += T * dim / B * (B + (int64_t)sizeof(float));
     /* output features per down slice: as many as fit (their K slices in
      * L2), but at least 8 slices so that every thread gets several */
     int64_t down_block = dim / 8 / 6 * 6;
@@ -407,7 +574,7 @@ static int experts_avx2(const float *x, int64_t dim, const routing *r,
     size_t sz_items = (size_t)nitems * sizeof(up_item);
     size_t sz_rows = (size_t)A * (sizeof(int64_t) + sizeof(float));
     size_t head = (sz_jobs + sz_items + sz_rows + 63) / 64 * 64;
-    block mem = scratch_get(head + (size_t)(xfloats + afloats) * sizeof(float));
+    block mem = scratch_get(head + (size_t)(xfloats + afloats) * sizeof(float) + (size_t)qbytes);
     if (!mem.p)
         return DSP_ENOMEM;
     char *base = mem.p;
@@ -416,6 +583,18 @@ static int experts_avx2(const float *x, int64_t dim, const routing *r,
     int64_t *tok = (int64_t *)(base + sz_jobs + sz_items);
     float *wt = (float *)(tok + A);
     float *xp = (float *)(base + head), *act = xp + xfloats;
+    /* the W8A8 areas after the floats: scales (floats) from the front,
+     * codes from the back, so no alignment is lost */
+    float *qd = act + afloats;
+    int8_t *qc = (int8_t *)base + mem.n;
+    const int8_t *xq_all = NULL;
+    const float *xd_all = NULL;
+    if (any_q8) {
+        qc -= T * dim;
+        xq_all = qc;
+        xd_all = qd;
+        qd += T * dim / B;
+    }
 
     /* tokens and weights of the assignments in expert order: each routed
      * job's rows are one contiguous run */
@@ -437,6 +616,23 @@ static int experts_avx2(const float *x, int64_t dim, const routing *r,
         /* a shared expert on a few tokens reads x itself */
         j->x = e >= E && n <= DSPI_MOE_DOT_MAX ? x : xp;
         j->act = act;
+        j->q8_up = dspi_moe_q8_up(m);
+        j->q8_down = dspi_moe_q8_down(m);
+        j->xq = j->aq = NULL;
+        j->xd = j->ad = NULL;
+        if (j->q8_up && j->x == x) {
+            j->xq = xq_all;
+            j->xd = xd_all;
+        } else if (j->q8_up) {
+            j->xq = qc -= packed_rows(n) * dim;
+            j->xd = qd;
+            qd += packed_rows(n) * dim / B;
+        }
+        if (j->q8_down) {
+            j->aq = qc -= packed_rows(n) * m->gate.rows;
+            j->ad = qd;
+            qd += packed_rows(n) * m->gate.rows / B;
+        }
         if (j->x == xp)
             xp += packed_rows(n) * dim;
         act += packed_rows(n) * m->gate.rows;
@@ -446,7 +642,11 @@ static int experts_avx2(const float *x, int64_t dim, const routing *r,
         jn++;
     }
 
-    pool_ctx c = {x, dim, down_block, dspi_avx2_moe_scratch(), jobs, njobs, items, out, 0};
+    size_t buf = dspi_avx2_moe_scratch(), qbuf = dspi_avx2_q8_scratch(dim > kmax ? dim : kmax);
+    pool_ctx c = {x,    xq_all, xd_all, dim, down_block, buf > qbuf ? buf : qbuf,
+                  jobs, njobs,  items,  out, 0};
+    if (any_q8)
+        dspi_parallel_for(T, 16, T * dim, quantize_range, &c);
     /* pack (a pass over the gathered tokens), then gate/up/SwiGLU sliced by
      * expert, feature block and panel block, then down + scatter sliced by
      * output feature block, each slice looping over every expert in order:

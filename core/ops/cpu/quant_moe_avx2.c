@@ -413,13 +413,10 @@ static void up_dot(const dspi_moe_job *j, int64_t dim, int64_t i0, int64_t i1, f
         dspi_avx2_swiglu(G + t * nb, U + t * nb, nb, j->act + t * inter + i0);
 }
 
-void dspi_avx2_moe_up(const dspi_moe_job *j, int64_t dim, int64_t i0, int64_t i1, int64_t p0,
-                      int64_t p1, float *scratch)
+/* The tile path of dspi_avx2_moe_up. */
+static void up_tile(const dspi_moe_job *j, int64_t dim, int64_t i0, int64_t i1, int64_t p0,
+                    int64_t p1, float *scratch)
 {
-    if (j->n <= DSPI_MOE_DOT_MAX) {
-        up_dot(j, dim, i0, i1, scratch);
-        return;
-    }
     const dspi_moe_mlp *e = j->mlp;
     int64_t inter = e->gate.rows, n = j->n, nb = i1 - i0, ngr = (nb + 2) / 3;
     float *conv = scratch, *C = scratch + CONV_FLOATS;
@@ -459,6 +456,23 @@ void dspi_avx2_moe_up(const dspi_moe_job *j, int64_t dim, int64_t i0, int64_t i1
         }
 }
 
+void dspi_avx2_moe_up(const dspi_moe_job *j, int64_t dim, int64_t i0, int64_t i1, int64_t p0,
+                      int64_t p1, float *scratch)
+{
+    if (j->q8_up)
+        dspi_avx2_q8_up(j, dim, i0, i1, p0, p1, scratch);
+    else if (j->n <= DSPI_MOE_DOT_MAX)
+        up_dot(j, dim, i0, i1, scratch);
+    else
+        up_tile(j, dim, i0, i1, p0, p1, scratch);
+    /* down multiplies int8 activations: quantize this block while it is
+     * still in cache */
+    if (j->q8_down && j->n > DSPI_MOE_DOT_MAX)
+        dspi_avx2_q8_pack_act(j, i0, i1, p0, p1);
+    else if (j->q8_down)
+        dspi_q8_pack_act(j, i0, i1, p0, p1);
+}
+
 /* The dot path of dspi_avx2_moe_down for one job. */
 static void down_dot(const dspi_moe_job *j, int64_t dim, int64_t d0, int64_t d1, float *out,
                      float *scratch)
@@ -493,6 +507,10 @@ void dspi_avx2_moe_down(const dspi_moe_job *jobs, int njobs, int64_t dim, int64_
     const float *dw[DSPI_MOE_DOWN_BLOCK], *w[NR];
     for (int jn = 0; jn < njobs; jn++) {
         const dspi_moe_job *j = &jobs[jn];
+        if (j->q8_down) {
+            dspi_avx2_q8_down(j, dim, d0, d1, out, scratch);
+            continue;
+        }
         if (j->n <= DSPI_MOE_DOT_MAX) {
             down_dot(j, dim, d0, d1, out, scratch);
             continue;
