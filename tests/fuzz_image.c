@@ -26,6 +26,8 @@
 #include <dspipe/dspipe.h>
 #include <dspipe/harness.h>
 
+#include "fuzzutil.h"
+
 #define FAIL(...) do { fprintf(stderr, "fuzz_image: " __VA_ARGS__); \
                        fputc('\n', stderr); exit(1); } while (0)
 
@@ -37,22 +39,6 @@ typedef struct seed {
 
 static seed seeds[128];
 static int n_seeds;
-static uint64_t rng_state = 0x1a2b3c4d5e6f7788ULL;
-
-static uint64_t rng(void)
-{
-    /* xorshift64*: deterministic on every platform */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545F4914F6CDD1DULL;
-}
-
-static size_t below(size_t n)
-{
-    return n ? (size_t)(rng() % n) : 0;
-}
-
 static uint32_t crc_table[256];
 
 static void crc_init(void)
@@ -78,14 +64,6 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 /* Recompute the CRC of every whole chunk after the signature. */
 static void fix_png_crcs(unsigned char *b, size_t n)
 {
@@ -94,7 +72,7 @@ static void fix_png_crcs(unsigned char *b, size_t n)
         uint32_t len = be32(b + i);
         if (len > n - i - 12)
             break;
-        put32(b + i + 8 + len, crc32_of(b + i + 4, (size_t)len + 4));
+        fz_put32be(b + i + 8 + len, crc32_of(b + i + 4, (size_t)len + 4));
         i += 12 + (size_t)len;
     }
 }
@@ -112,7 +90,7 @@ static size_t jpeg_segment(const unsigned char *b, size_t n)
         found[k++] = i;
         i += 2 + ((size_t)b[i + 2] << 8 | b[i + 3]);
     }
-    return k ? found[below(k)] : 0;
+    return k ? found[fz_below(k)] : 0;
 }
 
 static void mutate(unsigned char *b, size_t *size, size_t cap, int png)
@@ -120,71 +98,29 @@ static void mutate(unsigned char *b, size_t *size, size_t cap, int png)
     static const unsigned char interesting[] = { 0, 1, 2, 3, 4, 6, 8, 16, 0x7f, 0x80, 0xfe,
                                                  0xff, 0xd8, 0xd9, 0xda, 0xc0, 0xc2, 0xe1 };
     size_t n = *size;
-    switch (below(9)) {
-    case 0:     /* flip a bit */
-        if (n)
-            b[below(n)] ^= (unsigned char)(1u << below(8));
-        break;
-    case 1:     /* an interesting byte */
-        if (n)
-            b[below(n)] = interesting[below(sizeof interesting)];
-        break;
-    case 2:     /* truncate */
-        *size = below(n + 1);
-        break;
-    case 3: {   /* append garbage */
-        size_t add = below(64) + 1;
-        if (n + add > cap)
-            break;
-        for (size_t i = 0; i < add; i++)
-            b[n + i] = (unsigned char)rng();
-        *size = n + add;
-        break;
+    int kind = (int)fz_below(9);
+    if (kind < FZ_KINDS) {
+        fz_mutate(b, size, cap, kind, interesting, sizeof interesting);
+        return;
     }
-    case 4: {   /* copy a chunk over another place */
-        if (n < 2)
-            break;
-        size_t len = below(n / 2) + 1, from = below(n - len + 1), to = below(n - len + 1);
-        memmove(b + to, b + from, len);
-        break;
-    }
-    case 5: {   /* insert bytes */
-        size_t add = below(16) + 1, at = below(n + 1);
-        if (n + add > cap)
-            break;
-        memmove(b + at + add, b + at, n - at);
-        for (size_t i = 0; i < add; i++)
-            b[at + i] = (unsigned char)rng();
-        *size = n + add;
-        break;
-    }
-    case 6: {   /* delete bytes */
-        if (n < 2)
-            break;
-        size_t len = below(16) + 1, at = below(n);
-        if (at + len > n)
-            len = n - at;
-        memmove(b + at, b + at + len, n - at - len);
-        *size = n - len;
-        break;
-    }
+    switch (kind) {
     case 7:     /* header fields: IHDR width/height/depth/type/interlace */
         if (png && n >= 33) {
-            size_t f = 16 + below(13);
-            b[f] = below(2) ? interesting[below(sizeof interesting)] : (unsigned char)rng();
+            size_t f = 16 + fz_below(13);
+            b[f] = fz_below(2) ? interesting[fz_below(sizeof interesting)] : (unsigned char)fz_rng();
         } else if (!png && n > 4) {
             /* a marker segment's length or a dimension-sized field after it */
             size_t at = jpeg_segment(b, n);
             if (at && at + 8 < n)
-                b[at + 2 + below(6)] = (unsigned char)rng();
+                b[at + 2 + fz_below(6)] = (unsigned char)fz_rng();
         }
         break;
     default: {  /* a 16/32-bit field set to an extreme */
         static const uint32_t extremes[] = { 0, 1, 0x7fff, 0xffff, 0x10000, 0x7fffffff,
                                              0xffffffff, 65500, 65501 };
         if (n >= 8) {
-            size_t at = below(n - 4);
-            put32(b + at, extremes[below(sizeof extremes / sizeof extremes[0])]);
+            size_t at = fz_below(n - 4);
+            fz_put32be(b + at, extremes[fz_below(sizeof extremes / sizeof extremes[0])]);
         }
         break;
     }
@@ -199,20 +135,9 @@ static int ends_with(const char *s, const char *suf)
 
 static void add_seed_file(const char *path, int png)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp || n_seeds >= 128) {
-        if (fp)
-            fclose(fp);
+    if (n_seeds >= 128 || !(seeds[n_seeds].data = fz_read_file(path, &seeds[n_seeds].size)))
         return;
-    }
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    seeds[n_seeds].data = malloc((size_t)n + 1);
-    seeds[n_seeds].size = fread(seeds[n_seeds].data, 1, (size_t)n, fp);
-    seeds[n_seeds].png = png;
-    n_seeds++;
-    fclose(fp);
+    seeds[n_seeds++].png = png;
 }
 
 /* Every byte of a decoded image is read (valgrind / ASan see a bad one) and
@@ -239,12 +164,8 @@ static void check_image(const dsp_packet *p, long it)
 int main(void)
 {
     const char *srcdir = getenv("TESTS_SRCDIR");
-    const char *env_it = getenv("FUZZ_ITERATIONS"), *env_seed = getenv("FUZZ_SEED");
-    const char *env_s = getenv("FUZZ_SECONDS");
-    long iterations = env_it ? atol(env_it) : 20000;
-    double seconds = env_s ? atof(env_s) : 60;
-    if (env_seed)
-        rng_state ^= strtoull(env_seed, NULL, 0) * 0x9e3779b97f4a7c15ULL;
+    long iterations;
+    fz_seed(0x1a2b3c4d5e6f7788ULL);
     crc_init();
 
     char dir[512];
@@ -302,22 +223,17 @@ int main(void)
     cap += 4096;
     unsigned char *buf = malloc(cap);
     long ok[2] = { 0, 0 }, rejected[2] = { 0, 0 }, it;
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    fz_budget(20000, 60, &iterations);
     for (it = 0; it < iterations; it++) {
-        if ((it & 63) == 0) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if ((double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec) >
-                seconds)
-                break;
-        }
-        const seed *s = &seeds[below((size_t)n_seeds)];
+        if (fz_time_up(it))
+            break;
+        const seed *s = &seeds[fz_below((size_t)n_seeds)];
         size_t size = s->size;
         memcpy(buf, s->data, size);
-        int rounds = 1 + (int)below(4);
+        int rounds = 1 + (int)fz_below(4);
         for (int r = 0; r < rounds; r++)
             mutate(buf, &size, cap, s->png);
-        if (s->png && below(2))
+        if (s->png && fz_below(2))
             fix_png_crcs(buf, size);
 
         int64_t len = (int64_t)size;

@@ -2,34 +2,9 @@
 # test_cli.sh - integration tests of the dspipe command: subcommands, exit codes, outputs, signals.
 set -u
 
-DSPIPE=${DSPIPE_BIN:?run through make check}
-WORK=$(mktemp -d /tmp/dsp_cli.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
+. "${TESTS_SRCDIR:?run through make check}/cli_lib.sh"
 
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect STATUS NAME -- CMD...: run CMD, keep stdout/stderr in out/err
-expect() {
-    local want=$1 name=$2
-    shift 3
-    "$@" >out 2>err </dev/null
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        fail "$name: exit $got, want $want"; sed 's/^/    /' err >&2; fi
-}
-
-# has FILE TEXT NAME: FILE contains TEXT
-has() {
-    if grep -qF -- "$2" "$1"; then ok; else
-        fail "$3: '$2' not in $1"; sed 's/^/    /' "$1" >&2; fi
-}
-
-lines() { wc -l <"$1" | tr -d ' '; }
+cli_begin test_cli
 
 # ---- basics -----------------------------------------------------------------
 expect 0 version -- "$DSPIPE" --version
@@ -163,5 +138,4 @@ if [ "$n" -gt 0 ] && [ "$n" -lt 100000 ]; then ok; else fail "sigint: $n records
 if python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' slow/items.jsonl 2>/dev/null; then
     ok; else fail "sigint: output has a broken line"; fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_end test_cli

@@ -2,33 +2,12 @@
 # test_image_cli.sh - pipelines/image_preprocess.pipe on a folder of images with bad files among them: the bad ones are recorded and skipped, the rest written, equal to torchvision.
 set -u
 
-DSPIPE=${DSPIPE_BIN:?run through make check}
+. "${TESTS_SRCDIR:?run through make check}/cli_lib.sh"
+
 SRC=${TESTS_SRCDIR:?run through make check}
 PIPE="$SRC/../pipelines/image_preprocess.pipe"
 DATA="$SRC/data/image"
-WORK=$(mktemp -d /tmp/dsp_image_cli.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# expect STATUS NAME -- CMD...: run CMD, keep stdout/stderr in out/err
-expect() {
-    local want=$1 name=$2
-    shift 3
-    "$@" >out 2>err </dev/null
-    local got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        fail "$name: exit $got, want $want"; sed 's/^/    /' err >&2; fi
-}
-has() {
-    if grep -qF -- "$2" "$1"; then ok; else
-        fail "$3: '$2' not in $1"; sed 's/^/    /' "$1" >&2; fi
-}
-lines() { wc -l <"$1" | tr -d ' '; }
+cli_begin test_image_cli
 
 # ---- a folder: good images of every kind, many copies, and four bad files -------
 mkdir -p in/sub
@@ -118,5 +97,4 @@ else
     echo "SKIP: python3 without numpy / Pillow / torchvision: no comparison with torchvision"
 fi
 
-echo "test_image_cli: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+cli_end test_image_cli
