@@ -358,7 +358,8 @@ START_TEST(test_long_causal_prompt)
 END_TEST
 
 /* ---- tile edges and every code path of the tiled kernel ------------------
- * The CPU kernel works in blocks of 64 queries x tiles of 64 keys, with
+ * The CPU kernel works in blocks of 256 queries (full attention) or 64
+ * (every masked kind) x tiles of 64 keys, with
  * micro-kernels over 6 rows (keys or head dims) x 16 query lanes, or for 1
  * to 4 queries and head_dim a multiple of 8 a row path (dot products over
  * head_dim, 8 keys at a time). These
@@ -466,6 +467,10 @@ START_TEST(test_tile_edges)
     static const edge_case cases[] = {
         {"full 65x129 d64 gqa", 1, 2, 1, 65, 129, 64, DSP_ATTN_FULL, 0, 0, 0, 0, 0, 0, NULL, 0},
         {"full 1x1", 1, 1, 1, 1, 1, 64, DSP_ATTN_FULL, 0, 0, 0, 0, 0, 0, NULL, 0},
+        /* past one 256-query block: a second block of 1 and of 44 queries */
+        {"full 257x70 d40 gqa", 1, 4, 2, 257, 70, 40, DSP_ATTN_FULL, 0, 0, 0, 0, 0, 0, NULL, 0},
+        {"full 300x150 d64 key_mask", 2, 2, 1, 300, 150, 64, DSP_ATTN_FULL, 0, 0, 0, 0, 0, 1,
+         NULL, 0},
         {"causal 130 d80 gqa", 1, 4, 2, 130, 130, 80, DSP_ATTN_CAUSAL, 0, 0, 0, 0, 0, 0, NULL, 0},
         {"causal decode q_offset 199 d128", 1, 8, 2, 1, 200, 128, DSP_ATTN_CAUSAL, 0, 0, 0, 199,
          0, 0, NULL, 0},

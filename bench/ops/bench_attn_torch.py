@@ -2,13 +2,17 @@
 """bench_attn_torch.py - the PyTorch side of the attention benchmark (bench_attn.c), and the table that joins both.
 
 Usage:
-    bench_attn_torch.py side THREADS BENCH_ATTN [quick]
+    bench_attn_torch.py side THREADS BENCH_ATTN [quick | FILTER...]
                           the table: per case, runs of dspipe's bench_attn (a
                           "serve" child with the caller's DSPIPE_OPS_THREADS)
                           alternating with PyTorch's, so both see the same
                           load on a shared machine; medians of 9 runs each
                           (the table's ratio: torch time / dspipe time), and
-                          the fastest of the 9 runs on each side
+                          the fastest of the 9 runs on each side. FILTERs
+                          pick rows: kinds (full), heads (8/2) and sizes
+                          (2048); a row is run when it matches one of the
+                          given values of each field named, e.g.
+                          "full 8/8 1024 2048" (a spot check, not the table)
     bench_attn_torch.py time THREADS [quick]   PyTorch alone, one line per case
     bench_attn_torch.py mem KIND N             peak RSS growth of one call (run once
                                                per process: run_attn.sh does that)
@@ -135,15 +139,22 @@ def mem_one(kind, n):
     print(f"{kind:<7} 8/8 {n:>6} {max(grow - out.numel() * 4, 0) / 2**20:10.1f} MiB  {PEER[kind]}")
 
 
-def cases(quick):
+def cases(quick, filters=()):
     ns = (128, 1024) if quick else NS
+    kinds = [f for f in filters if f in KINDS]
+    heads = [f for f in filters if "/" in f]
+    sizes = [int(f) for f in filters if f.isdigit()]
+    bad = [f for f in filters if f not in kinds and f not in heads and not f.isdigit()]
+    if bad:
+        sys.exit(f"unknown filter {bad[0]!r}: a kind ({', '.join(KINDS)}), HQ/HK or N")
     for hq, hk in HEADS:
         for kind in KINDS:
-            for n in ns:
-                yield kind, hq, hk, n
+            for n in sizes or ns:
+                if (not kinds or kind in kinds) and (not heads or f"{hq}/{hk}" in heads):
+                    yield kind, hq, hk, n
 
 
-def side(threads, bench_attn, quick):
+def side(threads, bench_attn, quick, filters=()):
     """Per case, RUNS runs of each, alternating dspipe (a bench_attn serve
     child, idle on its pipe while PyTorch runs) and PyTorch, then the two
     medians: both see the same moments of a noisy shared machine."""
@@ -152,7 +163,7 @@ def side(threads, bench_attn, quick):
     print(f"{'kind':<7} {'heads':>5} {'n':>6} {'dspipe ms':>11} {'torch ms':>11} {'torch/dsp':>9}"
           f"   {'min dsp':>9} {'min torch':>10} {'ratio':>6}  peer", flush=True)
     with torch.inference_mode():
-        for kind, hq, hk, n in cases(quick):
+        for kind, hq, hk, n in cases(quick, filters):
             child = subprocess.Popen([bench_attn, "serve", kind, str(hq), str(hk), str(n)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             dreps = int(child.stdout.readline().split()[1])
@@ -175,7 +186,8 @@ def side(threads, bench_attn, quick):
 
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "side":
-        side(int(sys.argv[2]), sys.argv[3], len(sys.argv) > 4 and sys.argv[4] == "quick")
+        quick = sys.argv[4:] == ["quick"]
+        side(int(sys.argv[2]), sys.argv[3], quick, () if quick else sys.argv[4:])
     elif len(sys.argv) >= 3 and sys.argv[1] == "time":
         time_all(int(sys.argv[2]), len(sys.argv) > 3 and sys.argv[3] == "quick")
     elif len(sys.argv) == 4 and sys.argv[1] == "mem":

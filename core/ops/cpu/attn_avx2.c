@@ -1,4 +1,4 @@
-/* attn_avx2.c - AVX2/FMA micro-kernels of the CPU attention (cpu/attn.c): the 6 x 16-lane score and P·V blocks, the online softmax with a vector exp2, masks, and the row path for a few queries. */
+/* attn_avx2.c - AVX2/FMA micro-kernels of the CPU attention (cpu/attn.c): the 6 x 16-lane score and P·V blocks, the online softmax with a vector exp2, masks, block transposes in and out, and the row path for a few queries. */
 #include "config.h"
 #include <math.h>
 #include <stdint.h>
@@ -17,10 +17,11 @@
 
 /* 2^x for x <= 0 (a score minus its running max): Cephes exp2f, n =
  * round(x), 2^(x - n) by its degree-6 polynomial (relative error ~2e-7),
- * 2^n added to the exponent bits. Exactly 0 below -126 (where the exponent
- * trick would leave the normal range) and for -inf, the masked scores;
+ * 2^n added to the exponent bits. x below -126, where the exponent trick
+ * would leave the normal range, gives 2^-126: next to the running sum
+ * (>= 1) that is as good as 0, but a masked score (-inf) needs exp2_neg.
  * NaN stays NaN (vmaxps returns its second operand for a NaN). */
-AVX2_INLINE __m256 exp2_neg(__m256 x)
+AVX2_INLINE __m256 exp2_clamped(__m256 x)
 {
     const __m256 lo = _mm256_set1_ps(-126.0f);
     __m256 xc = _mm256_max_ps(lo, x);
@@ -34,8 +35,13 @@ AVX2_INLINE __m256 exp2_neg(__m256 x)
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(6.931472028550421e-1f));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
     __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
-    y = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
-    return _mm256_and_ps(y, _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+}
+
+/* exp2_clamped, but exactly 0 below -126 and for -inf (masked scores) */
+AVX2_INLINE __m256 exp2_neg(__m256 x)
+{
+    return _mm256_and_ps(exp2_clamped(x), _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ));
 }
 
 /* One MR x 16 block of S = K·Qᵀ: mr key rows (a constant after inlining,
@@ -51,9 +57,14 @@ AVX2_INLINE __m256 exp2_neg(__m256 x)
         _mm256_store_ps(S + r * LD, s##r##a);                                  \
         _mm256_store_ps(S + r * LD + 8, s##r##b);                              \
     }
+#define SC_MAX(r)                                                              \
+    if (mr > r) {                                                              \
+        m0 = _mm256_max_ps(m0, s##r##a);                                       \
+        m1 = _mm256_max_ps(m1, s##r##b);                                       \
+    }
 
 AVX2_INLINE void scores_mr(const int mr, const float *Qt, const float *K, int64_t ks, int64_t d,
-                           float *S)
+                           float *S, float *mx)
 {
     const float *k0 = K, *k1 = K + (mr > 1 ? ks : 0), *k2 = K + (mr > 2 ? 2 * ks : 0);
     const float *k3 = K + (mr > 3 ? 3 * ks : 0), *k4 = K + (mr > 4 ? 4 * ks : 0);
@@ -65,65 +76,96 @@ AVX2_INLINE void scores_mr(const int mr, const float *Qt, const float *K, int64_
         SC_ROW(0) SC_ROW(1) SC_ROW(2) SC_ROW(3) SC_ROW(4) SC_ROW(5)
     }
     SC_STORE(0) SC_STORE(1) SC_STORE(2) SC_STORE(3) SC_STORE(4) SC_STORE(5)
+    if (mx) {
+        __m256 m0 = _mm256_load_ps(mx), m1 = _mm256_load_ps(mx + 8);
+        SC_MAX(0) SC_MAX(1) SC_MAX(2) SC_MAX(3) SC_MAX(4) SC_MAX(5)
+        _mm256_store_ps(mx, m0);
+        _mm256_store_ps(mx + 8, m1);
+    }
 }
 
 AVX2 void dspi_attn_avx2_scores(const float *Qt, const float *K, int64_t ks, int nk, int64_t d,
-                             int ng, float *S)
+                             int ng, float *S, float *mx)
 {
-    for (int r = 0; r < nk; r += MR) {
-        const float *kr = K + r * ks;
-        float *sr = S + (int64_t)r * LD;
-        int mr = nk - r < MR ? nk - r : MR;
-        for (int g = 0; g < ng; g++) {
-            const float *q = Qt + g * LANES;
-            float *s = sr + g * LANES;
+    for (int g = 0; g < ng; g++) {
+        float *gm = mx ? mx + g * LANES : NULL;
+        if (gm) {
+            _mm256_store_ps(gm, _mm256_set1_ps(-INFINITY));
+            _mm256_store_ps(gm + 8, _mm256_set1_ps(-INFINITY));
+        }
+        for (int r = 0; r < nk; r += MR) {
+            const float *kr = K + r * ks, *q = Qt + g * LANES;
+            float *s = S + (int64_t)r * LD + g * LANES;
+            int mr = nk - r < MR ? nk - r : MR;
             switch (mr) {
-            case 6: scores_mr(6, q, kr, ks, d, s); break;
-            case 5: scores_mr(5, q, kr, ks, d, s); break;
-            case 4: scores_mr(4, q, kr, ks, d, s); break;
-            case 3: scores_mr(3, q, kr, ks, d, s); break;
-            case 2: scores_mr(2, q, kr, ks, d, s); break;
-            default: scores_mr(1, q, kr, ks, d, s); break;
+            case 6: scores_mr(6, q, kr, ks, d, s, gm); break;
+            case 5: scores_mr(5, q, kr, ks, d, s, gm); break;
+            case 4: scores_mr(4, q, kr, ks, d, s, gm); break;
+            case 3: scores_mr(3, q, kr, ks, d, s, gm); break;
+            case 2: scores_mr(2, q, kr, ks, d, s, gm); break;
+            default: scores_mr(1, q, kr, ks, d, s, gm); break;
             }
         }
     }
 }
 
-/* softmax_tile_c, 8 lanes at a time */
-AVX2 void dspi_attn_avx2_softmax(float *S, int nk, int lanes, float *m, float *l, float *al)
+/* The tile's max per lane: given (tmax, an unmasked tile), or read. */
+AVX2_INLINE __m256 tile_max(const float *s, int nk, const float *tmax)
+{
+    if (tmax)
+        return _mm256_load_ps(tmax);
+    __m256 mx0 = _mm256_set1_ps(-INFINITY), mx1 = mx0;
+    int r = 0;
+    for (; r + 2 <= nk; r += 2) {
+        mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + r * LD));
+        mx1 = _mm256_max_ps(mx1, _mm256_load_ps(s + (r + 1) * LD));
+    }
+    if (r < nk)
+        mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + r * LD));
+    return _mm256_max_ps(mx0, mx1);
+}
+
+/* S[r] = 2^(S[r] - ms) for r < nk (8 lanes), returning their sum. masked
+ * (a constant after inlining): S may hold -inf, so exp2_neg. */
+AVX2_INLINE __m256 exp_rows(float *s, int nk, __m256 ms, const int masked)
+{
+    __m256 sum0 = _mm256_setzero_ps(), sum1 = sum0;
+    int r = 0;
+    for (; r + 2 <= nk; r += 2) {
+        __m256 x0 = _mm256_sub_ps(_mm256_load_ps(s + r * LD), ms);
+        __m256 x1 = _mm256_sub_ps(_mm256_load_ps(s + (r + 1) * LD), ms);
+        __m256 p0 = masked ? exp2_neg(x0) : exp2_clamped(x0);
+        __m256 p1 = masked ? exp2_neg(x1) : exp2_clamped(x1);
+        _mm256_store_ps(s + r * LD, p0);
+        _mm256_store_ps(s + (r + 1) * LD, p1);
+        sum0 = _mm256_add_ps(sum0, p0);
+        sum1 = _mm256_add_ps(sum1, p1);
+    }
+    if (r < nk) {
+        __m256 x0 = _mm256_sub_ps(_mm256_load_ps(s + r * LD), ms);
+        __m256 p0 = masked ? exp2_neg(x0) : exp2_clamped(x0);
+        _mm256_store_ps(s + r * LD, p0);
+        sum0 = _mm256_add_ps(sum0, p0);
+    }
+    return _mm256_add_ps(sum0, sum1);
+}
+
+/* softmax_tile_c, 8 lanes at a time. tmax: NULL for a tile with masked
+ * scores (-inf must give exactly 0), else its max per lane from the score
+ * kernel: no pass to find it and no -inf to handle. */
+AVX2 void dspi_attn_avx2_softmax(float *S, int nk, int lanes, float *m, float *l, float *al,
+                                 const float *tmax)
 {
     const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
     for (int v = 0; v < lanes; v += 8) {
         float *s = S + v;
-        __m256 mx0 = ninf, mx1 = ninf;
-        int r = 0;
-        for (; r + 2 <= nk; r += 2) {
-            mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + r * LD));
-            mx1 = _mm256_max_ps(mx1, _mm256_load_ps(s + (r + 1) * LD));
-        }
-        if (r < nk)
-            mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + r * LD));
         __m256 mo = _mm256_load_ps(m + v);
-        __m256 mn = _mm256_max_ps(mo, _mm256_max_ps(mx0, mx1));
+        __m256 mn = _mm256_max_ps(mo, tile_max(s, nk, tmax ? tmax + v : NULL));
         __m256 ms = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, ninf, _CMP_EQ_OQ));
-        __m256 sum0 = zero, sum1 = zero;
-        for (r = 0; r + 2 <= nk; r += 2) {
-            __m256 p0 = exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + r * LD), ms));
-            __m256 p1 = exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + (r + 1) * LD), ms));
-            _mm256_store_ps(s + r * LD, p0);
-            _mm256_store_ps(s + (r + 1) * LD, p1);
-            sum0 = _mm256_add_ps(sum0, p0);
-            sum1 = _mm256_add_ps(sum1, p1);
-        }
-        if (r < nk) {
-            __m256 p0 = exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + r * LD), ms));
-            _mm256_store_ps(s + r * LD, p0);
-            sum0 = _mm256_add_ps(sum0, p0);
-        }
+        __m256 sum = tmax ? exp_rows(s, nk, ms, 0) : exp_rows(s, nk, ms, 1);
         __m256 a = exp2_neg(_mm256_sub_ps(mo, ms));
         _mm256_store_ps(al + v, a);
-        _mm256_store_ps(l + v, _mm256_fmadd_ps(_mm256_load_ps(l + v), a,
-                                               _mm256_add_ps(sum0, sum1)));
+        _mm256_store_ps(l + v, _mm256_fmadd_ps(_mm256_load_ps(l + v), a, sum));
         _mm256_store_ps(m + v, mn);
     }
 }
@@ -175,6 +217,84 @@ AVX2 void dspi_attn_avx2_pv(const float *P, const float *V, int64_t vs, int nk, 
             default: pv_mr(1, p, V + c, vs, nk, a, o); break;
             }
         }
+}
+
+/* ---- moving query blocks in and out of the lane layout --------------------
+ * Qt [head_dim][LD] and Ot [head_dim][LD] hold a block transposed; at
+ * QB_FULL the scalar copies in and out cost ~4% at n = 512. These move
+ * 8 queries x 8 head dims per 8x8 transpose; partial blocks go one by one. */
+
+/* rows r[0..7] become columns */
+AVX2_INLINE void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+AVX2 void dspi_attn_avx2_pack_q(const float *q, int64_t qs, int nq, int64_t d, float mul,
+                                float *Qt)
+{
+    const __m256 vm = _mm256_set1_ps(mul);
+    int i = 0;
+    for (; i + 8 <= nq; i += 8) {
+        int64_t t = 0;
+        for (; t + 8 <= d; t += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++)
+                r[k] = _mm256_mul_ps(_mm256_loadu_ps(q + (i + k) * qs + t), vm);
+            transpose8(r);
+            for (int k = 0; k < 8; k++)
+                _mm256_storeu_ps(Qt + (t + k) * LD + i, r[k]);
+        }
+        for (; t < d; t++)
+            for (int k = 0; k < 8; k++)
+                Qt[t * LD + i + k] = q[(i + k) * qs + t] * mul;
+    }
+    for (; i < nq; i++)
+        for (int64_t t = 0; t < d; t++)
+            Qt[t * LD + i] = q[i * qs + t] * mul;
+}
+
+AVX2 void dspi_attn_avx2_unpack_o(const float *Ot, const float *l, int nq, int64_t d, float *o)
+{
+    int i = 0;
+    for (; i + 8 <= nq; i += 8) {
+        /* 1 / l, or 0 for a query that saw no key */
+        __m256 lv = _mm256_loadu_ps(l + i), zero = _mm256_setzero_ps();
+        __m256 inv = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), lv),
+                                   _mm256_cmp_ps(lv, zero, _CMP_GT_OQ));
+        int64_t c = 0;
+        for (; c + 8 <= d; c += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++)
+                r[k] = _mm256_mul_ps(_mm256_loadu_ps(Ot + (c + k) * LD + i), inv);
+            transpose8(r);
+            for (int k = 0; k < 8; k++)
+                _mm256_storeu_ps(o + (i + k) * d + c, r[k]);
+        }
+        for (; c < d; c++)
+            for (int k = 0; k < 8; k++)
+                o[(i + k) * d + c] = Ot[c * LD + i + k] * (l[i + k] > 0.0f ? 1.0f / l[i + k] : 0.0f);
+    }
+    for (; i < nq; i++) {
+        float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        for (int64_t c = 0; c < d; c++)
+            o[i * d + c] = Ot[c * LD + i] * inv;
+    }
 }
 
 /* Lanes [lo, hi] of one score row stay, the others become -inf. */
