@@ -1,0 +1,472 @@
+/* read.c - dicom.read: files from files.list in, one HU volume per selected series out (at end of stream). */
+/* FNM_CASEFOLD */
+#define _GNU_SOURCE
+#include "dicom.h"
+#include "dcmw.h"
+
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { SELECT_LARGEST, SELECT_ALL };
+static const char *const select_names[] = { "largest", "all", NULL };
+enum { PHI_DROP, PHI_KEEP };
+static const char *const phi_names[] = { "drop", "keep", NULL };
+
+typedef struct read_ctx {
+    /* parameters */
+    char *name;
+    char *modality;
+    char *description;
+    int64_t min_slices;
+    int select;
+    double spacing_tolerance;
+    int allow_shear;
+    int phi;
+    dicom_limits lim;
+    /* state: every image read so far, and notes about skipped files */
+    dicom_image **img;
+    int n_img, cap_img;
+    char *notes;                /* JSON array text, malloc'd */
+    int n_skipped;
+} read_ctx;
+
+static const dsp_param_def read_params[] = {
+    { .name = "name", .type = DSP_PARAM_STRING, .def = "volume",
+      .offset = offsetof(read_ctx, name), .doc = "name of the output tensor" },
+    { .name = "modality", .type = DSP_PARAM_STRING, .def = "",
+      .offset = offsetof(read_ctx, modality),
+      .doc = "keep only series of this Modality (CT, MR, ...); empty: any" },
+    { .name = "description", .type = DSP_PARAM_STRING, .def = "",
+      .offset = offsetof(read_ctx, description),
+      .doc = "keep only series whose SeriesDescription matches this shell pattern "
+             "(case-insensitive, e.g. \"*axial*\"); empty: any" },
+    { .name = "min_slices", .type = DSP_PARAM_INT, .def = "1", .min = 1, .max = 1e9,
+      .offset = offsetof(read_ctx, min_slices),
+      .doc = "keep only series with at least this many slices (frames)" },
+    { .name = "select", .type = DSP_PARAM_ENUM, .def = "largest", .choices = select_names,
+      .offset = offsetof(read_ctx, select),
+      .doc = "among the series that pass the rules: largest (most slices; one volume) or all" },
+    { .name = "spacing_tolerance", .type = DSP_PARAM_FLOAT, .def = "0.1", .min = 0.001,
+      .max = 0.99, .offset = offsetof(read_ctx, spacing_tolerance),
+      .doc = "relative deviation from the median slice spacing that counts as a missing "
+             "slice (larger) or uneven spacing (smaller)" },
+    { .name = "allow_shear", .type = DSP_PARAM_BOOL, .def = "false",
+      .offset = offsetof(read_ctx, allow_shear),
+      .doc = "stack slices that are offset in-plane (gantry tilt) with a note instead of "
+             "refusing the series; the volume is then not shear-corrected" },
+    { .name = "phi", .type = DSP_PARAM_ENUM, .def = "drop", .choices = phi_names,
+      .offset = offsetof(read_ctx, phi),
+      .doc = "drop: no patient-identifying attributes downstream; keep: meta \"patient\" "
+             "holds name, ID, birth date, sex, age, accession, institution, study date..." },
+    { .name = "max_pixels", .type = DSP_PARAM_INT, .def = "1073741824", .min = 1, .max = 1e13,
+      .offset = offsetof(read_ctx, lim.max_pixels),
+      .doc = "refuse frames with more pixels (rows x columns), before decoding" },
+    { .name = "max_frames", .type = DSP_PARAM_INT, .def = "100000", .min = 1, .max = 1e9,
+      .offset = offsetof(read_ctx, lim.max_frames),
+      .doc = "refuse files with more frames (NumberOfFrames)" },
+    { .name = "max_slices", .type = DSP_PARAM_INT, .def = "100000", .min = 1, .max = 1e9,
+      .offset = offsetof(read_ctx, lim.max_slices),
+      .doc = "refuse series with more slices" },
+    { .name = "max_bytes", .type = DSP_PARAM_INT, .def = "17179869184", .min = 1, .max = 1e15,
+      .offset = offsetof(read_ctx, lim.max_bytes),
+      .doc = "refuse files, decoded files and volumes larger than this many bytes" },
+    { NULL }
+};
+
+static const dsp_port_def read_in[] = {
+    { "in", "any", "records with meta \"path\" (files.list): the files of one or more series" },
+    { NULL }
+};
+static const dsp_port_def read_out[] = {
+    { "out", "volume", "one packet per selected series: tensor volume (f32 HU [slices, rows, "
+      "cols], or u8/u16/u32 [slices, rows, cols, 3] for colour) and its geometry and UIDs" },
+    { NULL }
+};
+
+static int read_init(dsp_node *node)
+{
+    read_ctx *c = dsp_node_priv(node);
+    if (!c->name || !c->name[0])
+        return dsp_node_fail(node, DSP_EINVAL, "name must not be empty");
+    /* without DCMTK's dictionary every file would fail: refuse to start */
+    char why[DICOM_WHY];
+    int err = dcmw_init(why, sizeof why);
+    return err < 0 ? dsp_node_fail(node, err, "%s", why) : 0;
+}
+
+static int add_note(dsp_node *node, read_ctx *c, const char *fmt, const char *a, const char *b)
+{
+    char buf[DICOM_WHY + 1024];
+    snprintf(buf, sizeof buf, fmt, a, b);
+    /* one line per skipped file only when asked (-v): a CD export has many */
+    dsp_node_log(node, DSP_LOG_VERBOSE, "%s", buf);
+    return dicom_json_append(&c->notes, buf);
+}
+
+static int read_process(dsp_node *node, dsp_packet **in)
+{
+    read_ctx *c = dsp_node_priv(node);
+    const char *path = NULL;
+    if (dsp_meta_get_str(dsp_packet_meta_const(in[0]), "path", &path) < 0)
+        return dsp_node_fail(node, DSP_EINVAL, "item %" PRId64 " has no string meta \"path\"; "
+                             "connect dicom.read to files.list", dsp_packet_item(in[0]));
+    if (c->n_img == c->cap_img) {
+        int cap = c->cap_img ? 2 * c->cap_img : 64;
+        dicom_image **p = realloc(c->img, (size_t)cap * sizeof *p);
+        if (!p)
+            return dsp_node_fail(node, DSP_ENOMEM, "%s: out of memory", path);
+        c->img = p;
+        c->cap_img = cap;
+    }
+    dicom_image *img = calloc(1, sizeof *img);
+    char why[DICOM_WHY];
+    if (!img)
+        return dsp_node_fail(node, DSP_ENOMEM, "%s: out of memory", path);
+    int err = dicom_read_file(path, &c->lim, c->phi == PHI_KEEP, img, why);
+    if (err == 0) {
+        img->item = dsp_packet_item(in[0]);
+        c->img[c->n_img++] = img;
+        return 0;
+    }
+    dicom_image_clear(img);
+    free(img);
+    if (err == DICOM_SKIP) {
+        c->n_skipped++;
+        return add_note(node, c, "%s: skipped: %s", path, why) < 0
+                   ? dsp_node_fail(node, DSP_ENOMEM, "out of memory") : 0;
+    }
+    return dsp_node_fail(node, err, "%s: %s", path, why);
+}
+
+/* ---- grouping and selection ---------------------------------------------- */
+
+static int same_series(const dicom_image *a, const dicom_image *b)
+{
+    return !strcmp(a->study_uid, b->study_uid) && !strcmp(a->series_uid, b->series_uid);
+}
+
+static int cmp_first_item(const void *x, const void *y)
+{
+    const dicom_series *a = x, *b = y;
+    int64_t ia = a->img[0]->item, ib = b->img[0]->item;
+    return ia < ib ? -1 : ia > ib;
+}
+
+/* Group images by (StudyInstanceUID, SeriesInstanceUID); the images stay in
+ * input order inside a group, so img[0] has the smallest item. Each group's
+ * img points into *slots_out (malloc'd, one array for all groups). */
+static int group(read_ctx *c, dicom_series **out, int *n_out, dicom_image ***slots_out)
+{
+    dicom_series *s = calloc((size_t)c->n_img, sizeof *s);
+    dicom_image **slots = calloc((size_t)c->n_img, sizeof *slots);
+    int *gid = calloc((size_t)c->n_img, sizeof *gid);
+    if (!s || !slots || !gid) {
+        free(s), free(slots), free(gid);
+        return DSP_ENOMEM;
+    }
+    int n = 0;
+    for (int i = 0; i < c->n_img; i++) {
+        int g = 0;
+        while (g < n && !same_series(s[g].img ? s[g].img[0] : NULL, c->img[i]))
+            g++;
+        if (g == n)
+            s[n++].n_img = 0;
+        gid[i] = g;
+        s[g].n_img++;
+        s[g].slices += c->img[i]->frames;
+        if (!s[g].img)
+            s[g].img = &c->img[i];   /* temporary: the first image, for comparing */
+    }
+    /* lay the groups out contiguously in slots */
+    int off = 0;
+    for (int g = 0; g < n; g++) {
+        int cnt = s[g].n_img;
+        s[g].img = slots + off;
+        s[g].n_img = 0;
+        off += cnt;
+    }
+    for (int i = 0; i < c->n_img; i++)
+        s[gid[i]].img[s[gid[i]].n_img++] = c->img[i];
+    free(gid);
+    qsort(s, (size_t)n, sizeof *s, cmp_first_item);
+    *out = s;
+    *slots_out = slots;
+    *n_out = n;
+    return 0;
+}
+
+/* Why series s does not pass the rules, or NULL. */
+static const char *rejected(const read_ctx *c, const dicom_series *s, char *buf, size_t n)
+{
+    const dicom_image *a = s->img[0];
+    if (c->modality && c->modality[0] && strcasecmp(a->modality, c->modality)) {
+        snprintf(buf, n, "modality %s, not %s", a->modality[0] ? a->modality : "(none)",
+                 c->modality);
+        return buf;
+    }
+    if (c->description && c->description[0] &&
+        fnmatch(c->description, a->series_desc, FNM_CASEFOLD) != 0) {
+        snprintf(buf, n, "description '%s' does not match '%s'", a->series_desc, c->description);
+        return buf;
+    }
+    if (s->slices < c->min_slices) {
+        snprintf(buf, n, "%lld slices, fewer than min_slices=%lld", (long long)s->slices,
+                 (long long)c->min_slices);
+        return buf;
+    }
+    return NULL;
+}
+
+static void describe(const dicom_series *s, char *buf, size_t n)
+{
+    const dicom_image *a = s->img[0];
+    snprintf(buf, n, "series %s (%s, '%s', %lld slice%s in %d file%s)",
+             a->series_uid[0] ? a->series_uid : "(no SeriesInstanceUID)",
+             a->modality[0] ? a->modality : "no modality", a->series_desc,
+             (long long)s->slices, s->slices == 1 ? "" : "s", s->n_img, s->n_img == 1 ? "" : "s");
+}
+
+static void strcat_bounded(char *dst, size_t n, const char *src)
+{
+    size_t l = strlen(dst);
+    if (l + 1 < n)
+        snprintf(dst + l, n - l, "%s", src);
+}
+
+/* ---- the output packet ----------------------------------------------------- */
+
+static int set_meta(read_ctx *c, dsp_meta *m, const dicom_series *s, const dicom_volume *v,
+                    const char *selection)
+{
+    const dicom_image *a = s->img[0];
+    /* the directory every file of the series lies under */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", a->path);
+    for (int i = 1; i < s->n_img; i++) {
+        size_t k = 0;
+        while (dir[k] && dir[k] == s->img[i]->path[k])
+            k++;
+        dir[k] = '\0';
+    }
+    char *sl = strrchr(dir, '/');
+    if (sl && sl != dir)
+        *sl = '\0';
+    else
+        snprintf(dir, sizeof dir, "%s", sl ? "/" : ".");
+    int err = dsp_meta_set_str(m, "source", dir);
+    err = err ? err : dsp_meta_set_str(m, "study_uid", a->study_uid);
+    err = err ? err : dsp_meta_set_str(m, "series_uid", a->series_uid);
+    err = err ? err : dsp_meta_set_str(m, "frame_of_reference_uid", a->for_uid);
+    err = err ? err : dsp_meta_set_str(m, "modality", a->modality);
+    err = err ? err : dsp_meta_set_str(m, "series_description", a->series_desc);
+    if (!err && a->has_series_number)
+        err = dsp_meta_set_int(m, "series_number", a->series_number);
+    err = err ? err : dsp_meta_set_int(m, "files", s->n_img);
+    err = err ? err : dsp_meta_set_int(m, "slices", v->t->shape[0]);
+    err = err ? err : dsp_meta_set_int(m, "rows", v->t->shape[1]);
+    err = err ? err : dsp_meta_set_int(m, "cols", v->t->shape[2]);
+    err = err ? err : dsp_meta_set_floats(m, "spacing_mm", v->spacing, 3);
+    err = err ? err : dsp_meta_set_floats(m, "origin_mm", v->origin, 3);
+    err = err ? err : dsp_meta_set_floats(m, "direction", v->direction, 9);
+    err = err ? err : dsp_meta_set_str(m, "layout", a->spp == 3 ? "dhwc" : "dhw");
+    err = err ? err : dsp_meta_set_str(m, "photometric", a->photometric);
+    err = err ? err : dsp_meta_set_str(m, "sort", v->sort);
+    err = err ? err : dsp_meta_set_str(m, "transfer_syntax", a->transfer_syntax);
+    err = err ? err : dsp_meta_set_int(m, "bits_stored", a->bits_stored);
+    int uniform = 1, rescaled = 0;
+    for (int i = 0; i < s->n_img; i++) {
+        uniform &= s->img[i]->slope == a->slope && s->img[i]->intercept == a->intercept;
+        rescaled |= s->img[i]->has_rescale;
+    }
+    if (!err && a->spp == 1 && uniform) {
+        err = dsp_meta_set_float(m, "rescale_slope", a->slope);
+        err = err ? err : dsp_meta_set_float(m, "rescale_intercept", a->intercept);
+    }
+    if (!err && a->spp == 1)
+        err = dsp_meta_set_str(m, "units", !strcmp(a->modality, "CT") && rescaled ? "HU"
+                                           : rescaled ? "rescaled" : "stored");
+    if (!err && a->has_window) {
+        err = dsp_meta_set_float(m, "window_center", a->window_center);
+        err = err ? err : dsp_meta_set_float(m, "window_width", a->window_width);
+    }
+    err = err ? err : dsp_meta_set_str(m, "selection", selection);
+    char *notes = c->notes ? strdup(c->notes) : NULL;
+    if (!err && v->note[0])
+        err = dicom_json_append(&notes, v->note);
+    if (!err)
+        err = dsp_meta_set_json(m, "notes", notes ? notes : "[]");
+    free(notes);
+    if (!err && c->phi == PHI_KEEP) {
+        dsp_meta *p = dsp_meta_dict(m, "patient");
+        if (!p)
+            return DSP_ENOMEM;
+        for (int i = 0; i < PHI_COUNT && !err; i++)
+            if (a->phi[i])
+                err = dsp_meta_set_str(p, dicom_phi_keys[i], a->phi[i]);
+    }
+    return err;
+}
+
+/* Build and emit one series. On failure the reason is in msg and the code
+ * is returned (the caller decides whether it ends the run). */
+static int emit_series(dsp_node *node, read_ctx *c, const dicom_series *s, const char *selection,
+                       char *msg, size_t msg_n)
+{
+    dicom_volume v;
+    char why[DICOM_WHY], what[512];
+    describe(s, what, sizeof what);
+    int err = dicom_series_build(s, c->spacing_tolerance, c->allow_shear, &c->lim, &v, why);
+    if (err < 0) {
+        dsp_tensor_unref(&v.t);
+        snprintf(msg, msg_n, "%s in %s: %s; no volume is built from it", what, s->img[0]->path,
+                 why);
+        return err;
+    }
+    if (v.note[0])
+        dsp_node_log(node, DSP_LOG_WARNING, "%s: %s", what, v.note);
+    dsp_packet *p = dsp_node_packet_new(node);
+    if (!p) {
+        dsp_tensor_unref(&v.t);
+        snprintf(msg, msg_n, "out of memory");
+        return DSP_ENOMEM;
+    }
+    dsp_packet_set_pos(p, s->img[0]->item, 0, 1);
+    err = dsp_packet_set_tensor(p, c->name, v.t);
+    if (!err)
+        err = set_meta(c, dsp_packet_meta(p), s, &v, selection);
+    if (err < 0) {
+        dsp_packet_unref(&p);
+        snprintf(msg, msg_n, "%s: cannot set metadata: %s", what, dsp_strerror(err));
+        return err;
+    }
+    dsp_node_log(node, DSP_LOG_INFO, "%s", selection);
+    if ((err = dsp_node_emit(node, 0, p)) < 0)
+        snprintf(msg, msg_n, "%s: cannot emit: %s", what, dsp_strerror(err));
+    return err;
+}
+
+static int read_flush(dsp_node *node)
+{
+    read_ctx *c = dsp_node_priv(node);
+    if (c->n_skipped)
+        dsp_node_log(node, DSP_LOG_INFO, "%d file%s skipped (not DICOM images; listed in meta "
+                     "notes)", c->n_skipped, c->n_skipped == 1 ? "" : "s");
+    if (c->n_img == 0) {
+        dsp_node_log(node, DSP_LOG_WARNING, "no DICOM images among the inputs (%d skipped)",
+                     c->n_skipped);
+        return 0;
+    }
+    dicom_series *s = NULL;
+    dicom_image **slots = NULL;
+    int n = 0, err = group(c, &s, &n, &slots);
+    if (err < 0)
+        return dsp_node_fail(node, err, "out of memory");
+    char *sel = calloc(1, 8192), buf[768], why[256];
+    const char **rej = calloc((size_t)n, sizeof *rej);
+    char (*rejbuf)[256] = calloc((size_t)n, sizeof *rejbuf);
+    int best = -1, n_ok = 0;
+    if (!sel || !rej || !rejbuf) {
+        err = dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        rej[i] = rejected(c, &s[i], rejbuf[i], sizeof rejbuf[i]);
+        if (!rej[i]) {
+            n_ok++;
+            if (best < 0 || s[i].slices > s[best].slices)
+                best = i;
+        }
+    }
+    if (best < 0) {
+        snprintf(sel, 8192, "no series passes the rules (modality='%s' description='%s' "
+                 "min_slices=%lld); found:", c->modality ? c->modality : "",
+                 c->description ? c->description : "", (long long)c->min_slices);
+        for (int i = 0; i < n; i++) {
+            describe(&s[i], buf, sizeof buf);
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ": %s;", rej[i]);
+            strcat_bounded(sel, 8192, " ");
+            strcat_bounded(sel, 8192, buf);
+        }
+        err = dsp_node_fail(node, DSP_ENOENT, "%s", sel);
+        goto out;
+    }
+    int first_err = 0;
+    char first_msg[DICOM_WHY + 1024] = "";
+    for (int i = 0; i < n; i++) {
+        if (rej[i] || (c->select == SELECT_LARGEST && i != best))
+            continue;
+        describe(&s[i], buf, sizeof buf);
+        snprintf(sel, 8192, "chose %s: %s", buf,
+                 c->select == SELECT_ALL ? "select=all and it passes the rules"
+                 : n_ok == 1 ? "the only series that passes the rules"
+                             : "the largest of the series that pass the rules");
+        int listed = 0;
+        for (int j = 0; j < n; j++) {
+            if (j == i || (c->select == SELECT_ALL && !rej[j]))
+                continue;
+            if (!listed++)
+                strcat_bounded(sel, 8192, "; not chosen:");
+            describe(&s[j], buf, sizeof buf);
+            snprintf(why, sizeof why, ": %s;", rej[j] ? rej[j] : "smaller");
+            strcat_bounded(sel, 8192, " ");
+            strcat_bounded(sel, 8192, buf);
+            strcat_bounded(sel, 8192, why);
+        }
+        /* with select=all a broken series does not stop the others; the first
+         * failure is still reported when the rest are out */
+        char msg[DICOM_WHY + 1024];
+        err = emit_series(node, c, &s[i], sel, msg, sizeof msg);
+        if (err < 0 && !first_err) {
+            first_err = err;
+            snprintf(first_msg, sizeof first_msg, "%s", msg);
+        } else if (err < 0) {
+            dsp_node_log(node, DSP_LOG_ERROR, "%s", msg);
+        }
+    }
+    err = first_err ? dsp_node_fail(node, first_err, "%s", first_msg) : 0;
+out:
+    free(sel);
+    free(rej);
+    free(rejbuf);
+    free(slots);
+    free(s);
+    /* the volumes own copies: the decoded files are no longer needed */
+    for (int i = 0; i < c->n_img; i++) {
+        dicom_image_clear(c->img[i]);
+        free(c->img[i]);
+    }
+    c->n_img = 0;
+    return err;
+}
+
+static void read_fini(dsp_node *node)
+{
+    read_ctx *c = dsp_node_priv(node);
+    for (int i = 0; i < c->n_img; i++) {
+        dicom_image_clear(c->img[i]);
+        free(c->img[i]);
+    }
+    free(c->img);
+    free(c->notes);
+    c->img = NULL;
+    c->notes = NULL;
+    c->n_img = 0;
+}
+
+const dsp_op_def dicom_read_op = {
+    .struct_size = sizeof(dsp_op_def),
+    .name = "dicom.read",
+    .doc = "read DICOM files (files.list), group into series, select, sort and build HU volumes",
+    .inputs = read_in,
+    .outputs = read_out,
+    .params = read_params,
+    .priv_size = sizeof(read_ctx),
+    .init = read_init,
+    .process = read_process,
+    .flush = read_flush,
+    .fini = read_fini,
+};
