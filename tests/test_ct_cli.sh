@@ -1,0 +1,35 @@
+#!/bin/sh
+# test_ct_cli.sh - pipelines/medical_ct.pipe end to end on two small phantom studies:
+# sensitivity, false positives, centre and size errors (examples/ct_phantom/evaluate.py
+# --check), and no patient attribute in findings.json.
+# Skips (77) without the DICOM plugin (DCMTK) or without /usr/bin/python3 + pydicom + numpy.
+set -u
+: "${DSPIPE_BIN:?}" "${TESTS_SRCDIR:?}"
+top_src=$(cd "$TESTS_SRCDIR/.." && pwd)
+top_build=$(cd "$(dirname "$DSPIPE_BIN")/.." && pwd)
+[ -f "$top_build/plugins/dicom/.libs/dsp_dicom.so" ] || { echo "no dicom plugin: skip"; exit 77; }
+[ -f "$top_build/plugins/ct/.libs/dsp_ct.so" ] || { echo "no ct plugin: skip"; exit 77; }
+[ -f "$top_src/examples/ct_phantom/make_phantom.py" ] || { echo "no phantom generator: skip"; exit 77; }
+/usr/bin/python3 -c 'import pydicom, numpy' 2>/dev/null || { echo "no pydicom/numpy: skip"; exit 77; }
+PY=$(command -v python3 || echo /usr/bin/python3)
+
+work=$(mktemp -d /tmp/test_ct_cli.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs"
+export DSPIPE_PLUGIN_PATH
+# 2.5 mm slices are coarser than the acceptance's studies and two studies hold
+# only 9 nodules >= 4 mm: one miss is 88.9 %, so this checks >= 85 % (the full
+# acceptance, >= 95 % over 20 studies, is examples/ct_phantom/evaluate.py's job)
+"$PY" "$top_src/examples/ct_phantom/evaluate.py" --seeds 101,102 --size 256 --slices 100 \
+    --thickness 2.5 --work "$work" --dspipe "$DSPIPE_BIN" --check \
+    --min-sensitivity 0.85 --max-fp 1.0 || exit 1
+
+# the phantom's made-up patient attributes never reach the results
+if grep -l -e 'PHANTOM' -e 'PH000101' -e '19600101' -e 'A000101' "$work"/out_101_*/*/findings.json; then
+    echo "patient attributes in findings.json" >&2
+    exit 1
+fi
+# the summary names the study and says no classifier ran
+"$DSPIPE_BIN" "$top_src/pipelines/medical_ct.pipe" "$work"/seed_101_* "$work/again" >"$work/stdout" 2>/dev/null || exit 1
+grep -q "classical detector only" "$work/stdout" || { cat "$work/stdout"; exit 1; }
+echo "ok"
