@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh - quick start: install deps, build and install dspipe, build the example plugin, make sample data, run it.
+# demo.sh - quick start: install deps, build and install dspipe, build the example plugin, run it, then the headline demo: lung nodules on a synthetic chest CT.
 #
 #   bash scripts/demo.sh            # as root on Debian 12 (make install goes to /usr/local)
 #
@@ -67,6 +67,20 @@ dspipe --plugin-path "$BUILD/custom_op" "$ROOT/examples/custom_op/stats.pipe" \
 say "first lines of $BUILD/stats/stats.jsonl"
 head -n 3 "$BUILD/stats/stats.jsonl"
 
+say "the headline demo: a synthetic chest CT (examples/ct_phantom) through pipelines/medical_ct.pipe"
+rm -rf "$BUILD/ct_study" "$BUILD/ct_report"
+# Debian's python3 has python3-pydicom and python3-numpy (install-deps.sh)
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+"$PY" "$ROOT/examples/ct_phantom/make_phantom.py" "$BUILD/ct_study" --seed 1
+dspipe "$ROOT/pipelines/medical_ct.pipe" "$BUILD/ct_study" "$BUILD/ct_report"
+echo "truth (what the phantom drew):"
+"$PY" - "$BUILD/ct_study/truth.json" <<'PYEOF'
+import json, sys
+for n in json.load(open(sys.argv[1]))["nodules"]:
+    print("  %-12s %5.1f mm at (%.1f, %.1f, %.1f) mm" % (n["kind"], n["diameter_mm"], *n["center_mm"]))
+PYEOF
+
 cat <<EOF
 
 Done.
@@ -74,6 +88,8 @@ Done.
   example plugin      $BUILD/custom_op/stats_op.so
   sample data         $BUILD/samples/
   statistics          $BUILD/stats/stats.jsonl
+  chest CT study      $BUILD/ct_study/ (DICOM, truth.json)
+  CT findings         $BUILD/ct_report/ (findings.json, key images)
 Try:
   dspipe plugins
   dspipe --plugin-path $BUILD/custom_op inspect stats.summary

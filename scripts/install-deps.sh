@@ -14,6 +14,7 @@ PACKAGES=(
     libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
     libdcmtk-dev dcmtk libopenblas-dev libpcre2-dev libutf8proc-dev
     gstreamer1.0-tools valgrind graphviz python3 python3-numpy
+    python3-pydicom             # DICOM test files read by tests/test_dicom.c
 )
 
 say() { printf 'install-deps: %s\n' "$*"; }
