@@ -211,6 +211,8 @@ void dspi_json_free(void *p);
 /* dsp_outfile_open/commit without a node: on failure *errmsg is a
  * malloc'd message naming the path (NULL for DSP_ENOMEM). */
 int dspi_outfile_open(const char *path, dsp_outfile **out, char **errmsg);
+/* mkdir -p for the directory part of path: 0 or an errno value. */
+int dspi_make_parent_dirs(const char *path);
 int dspi_outfile_commit(dsp_outfile **f, char **errmsg);
 
 /* ---- tensor files (tensorio_npy.c, shared with tensorio_safetensors.c) -- */

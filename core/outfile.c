@@ -18,8 +18,7 @@ struct dsp_outfile {
     char *tmp;
 };
 
-/* mkdir -p for the directory part of path */
-static int make_parent_dirs(const char *path)
+int dspi_make_parent_dirs(const char *path)
 {
     char *copy = strdup(path);
     int err = 0;
@@ -91,7 +90,7 @@ int dspi_outfile_open(const char *path, dsp_outfile **out, char **errmsg)
         *errmsg = strdup("empty output path");
         return DSP_EINVAL;
     }
-    if ((e = make_parent_dirs(path))) {
+    if ((e = dspi_make_parent_dirs(path))) {
         *errmsg = errstr("%s: cannot create its %s: %s", path, "directory", e);
         return e == ENOMEM ? DSP_ENOMEM : DSP_EIO;
     }

@@ -69,10 +69,13 @@ static void write_error_record(dspi_sched *s, const dsp_node *n, int64_t item,
     char *line;
 
     if (!s->errors_fp && !s->errors_open_failed) {
-        if (!(s->errors_fp = fopen(s->errors_path, "w"))) {
+        /* the log usually sits in the run's output folder, which the sinks
+         * may not have made yet when the first item fails */
+        int e = dspi_make_parent_dirs(s->errors_path);
+        if (e || !(s->errors_fp = fopen(s->errors_path, "w"))) {
             s->errors_open_failed = 1;
             dsp_log(DSP_LOG_ERROR, "dspipe", "cannot write the error log %s: %s; "
-                    "failures are only reported here", s->errors_path, strerror(errno));
+                    "failures are only reported here", s->errors_path, strerror(e ? e : errno));
         }
     }
     if (!s->errors_fp)

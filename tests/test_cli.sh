@@ -86,6 +86,11 @@ has err "item 9" abort
 [ ! -e ares/items.jsonl ] && ok || fail "abort left a partial output"
 [ "$(lines ab.jsonl)" = 1 ] && ok || fail "abort: want 1 error record"
 
+# the error log's folder is made when the first failure comes (the run's
+# output folder, before any sink has written to it)
+expect 3 errors-in-new-folder -- "$DSPIPE" -q --errors newdir/sub/errs.jsonl fail.pipe --set out=nres
+[ "$(lines newdir/sub/errs.jsonl)" = 3 ] && ok || fail "errors in a new folder: want 3 records"
+
 cat >opt.pipe <<'EOF'
 option on_error = abort
 option errors = $pipedir/opt-errors.jsonl
