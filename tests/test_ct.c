@@ -255,6 +255,18 @@ START_TEST(test_no_lungs_is_an_error)
     ck_assert_int_eq(dsp_packet_set_tensor(p, "volume", t), 0);
     ck_assert_ptr_null(run_op("ct.lung_mask", NULL, p, why));
     ck_assert_msg(strstr(why, "f32 HU volume") != NULL, "message: %s", why);
+
+    /* one slice (what Debian's CT_small.dcm gives): a clear "needs a series" */
+    int64_t shape3[3] = { 1, 64, 64 };
+    ck_assert_int_eq(dsp_packet_new(&p), 0);
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 3, shape3, &t), 0);
+    memset(dsp_tensor_data(t), 0, dsp_tensor_nbytes(t));
+    ck_assert_int_eq(dsp_packet_set_tensor(p, "volume", t), 0);
+    double sp[3] = { 5, 0.5, 0.5 };
+    ck_assert_int_eq(dsp_meta_set_floats(dsp_packet_meta(p), "spacing_mm", sp, 3), 0);
+    ck_assert_ptr_null(run_op("ct.lung_mask", NULL, p, why));
+    ck_assert_msg(strstr(why, "1 slice covering 5.0 mm") && strstr(why, "every slice of the series"),
+                  "message: %s", why);
 }
 END_TEST
 

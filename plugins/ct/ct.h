@@ -26,6 +26,9 @@ enum {
     CT_F_COUNT
 };
 
+/* The shortest series (slices x slice spacing, mm) the operators analyse. */
+#define CT_MIN_EXTENT_MM 30.0
+
 /* A CT volume as the operators see it: HU values [d, h, w] (slice, row,
  * column), contiguous, borrowed from the packet's tensor, and its geometry
  * from the packet's meta (dicom.read's contract):

@@ -61,6 +61,15 @@ int ct_volume_find(dsp_node *node, const dsp_packet *p, const char *name, ct_vol
         if (!(v->sp[a] > 0 && v->sp[a] < 1e4))
             return dsp_node_fail(node, DSP_EINVAL, "%s: meta spacing_mm [%g, %g, %g] is not "
                                  "positive", where, v->sp[0], v->sp[1], v->sp[2]);
+    /* Nodules are told from vessels in 3D: a single image (CT_small.dcm, a
+     * scout, one key slice) or a slab a few slices thick cannot be
+     * analysed, and a 2D guess would be silently worse. Say what is needed. */
+    if ((double)v->d * v->sp[0] < CT_MIN_EXTENT_MM)
+        return dsp_node_fail(node, DSP_EINVAL, "%s: %lld slice%s covering %.1f mm: lung nodule "
+                             "detection works in 3D and needs a chest series at least %g mm "
+                             "long (normally the whole chest, 150-400 slices); give the folder "
+                             "that holds every slice of the series", where, (long long)v->d,
+                             v->d == 1 ? "" : "s", (double)v->d * v->sp[0], CT_MIN_EXTENT_MM);
     if (dsp_meta_get_floats(m, "origin_mm", v->origin, 3, &n) < 0 || n != 3)
         v->origin[0] = v->origin[1] = v->origin[2] = 0.0;
     if (dsp_meta_get_floats(m, "direction", v->dir, 9, &n) < 0 || n != 9) {
