@@ -4,10 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dspipe/dspipe.h>
+
 #include "bert_int.h"
 
-static int set_err(bert_model *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_err(bert_model *m, int code, const char *fmt, ...)
+int bert_set_err(bert_model *m, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -18,7 +19,13 @@ static int set_err(bert_model *m, int code, const char *fmt, ...)
 
 static int ops_err(bert_model *m, int code, const char *what)
 {
-    return set_err(m, code, "%s: %s", what, dsp_ops_error());
+    char name[32];
+    /* no fallback to the CPU: say how to get one */
+    if (code == DSP_EUNSUPPORTED && m->dev.type != DSP_DEVICE_CPU)
+        return bert_set_err(m, code, "%s: %s; the encoder cannot run this model on %s: use the CPU "
+                            "(dspipe --device cpu, or no bert_to_device)", what, dsp_ops_error(),
+                            dsp_device_name(m->dev, name, sizeof name));
+    return bert_set_err(m, code, "%s: %s", what, dsp_ops_error());
 }
 
 const char *bert_errmsg(const bert_model *m)
@@ -48,22 +55,67 @@ static int grow_buffer(float **b, size_t bytes)
     return *b ? 0 : DSP_ENOMEM;
 }
 
+/* Elements of each slot for `tokens` tokens. */
+static size_t slot_elems(const bert_config *c, bert_ws_slot s, int64_t tokens)
+{
+    size_t T = (size_t)tokens, H = (size_t)c->hidden;
+    return s == BERT_WS_QKV ? 3 * T * H : s == BERT_WS_INTER ? T * (size_t)c->intermediate : T * H;
+}
+
+static int host_workspace_reserve(bert_model *m, int64_t tokens)
+{
+    bert_workspace *ws = &m->ws;
+    for (int s = 0; s < BERT_WS_SLOTS; s++) {
+        int rc = grow_buffer(&ws->host[s], slot_elems(&m->cfg, s, tokens) * sizeof(float));
+        if (rc < 0)
+            return rc;
+    }
+    memset(ws->host[BERT_WS_ZEROS], 0, slot_elems(&m->cfg, BERT_WS_ZEROS, tokens) * sizeof(float));
+    return 0;
+}
+
+/* Each slot becomes a device tensor [elements] uploaded from one host block
+ * of zeros (the public API allocates device memory by copying; zeros also
+ * keep uninitialised host bytes out of the copy). Views reshape it later. */
+static int device_workspace_reserve(bert_model *m, int64_t tokens)
+{
+    bert_workspace *ws = &m->ws;
+    int64_t most = (int64_t)slot_elems(&m->cfg, BERT_WS_QKV, tokens);
+    if ((int64_t)slot_elems(&m->cfg, BERT_WS_INTER, tokens) > most)
+        most = (int64_t)slot_elems(&m->cfg, BERT_WS_INTER, tokens);
+    dsp_tensor *zeros = NULL;
+    int rc = dsp_tensor_new(DSP_DTYPE_F32, 1, &most, &zeros);
+    if (rc < 0)
+        return rc;
+    memset(dsp_tensor_data(zeros), 0, dsp_tensor_nbytes(zeros));
+    for (int s = 0; rc == 0 && s < BERT_WS_SLOTS; s++) {
+        int64_t n = (int64_t)slot_elems(&m->cfg, s, tokens);
+        dsp_tensor *part = NULL;
+        dsp_tensor_unref(&ws->dev[s]);
+        if ((rc = dsp_tensor_from_buffer(DSP_DTYPE_F32, 1, &n, NULL, zeros->buf, 0, &part)) == 0 &&
+            (rc = dsp_tensor_to_device(m->ctx, part, m->dev, &ws->dev[s])) < 0)
+            bert_set_err(m, rc, "%s", dsp_context_errmsg(m->ctx));
+        dsp_tensor_unref(&part);
+    }
+    dsp_tensor_unref(&zeros);
+    return rc;
+}
+
 static int workspace_reserve(bert_model *m, int64_t tokens)
 {
     bert_workspace *ws = &m->ws;
     if (tokens <= ws->cap)
         return 0;
-    const bert_config *c = &m->cfg;
-    size_t f = sizeof(float), H = (size_t)c->hidden, T = (size_t)tokens;
-    int rc;
-    if ((rc = grow_buffer(&ws->x, T * H * f)) < 0 || (rc = grow_buffer(&ws->t1, T * H * f)) < 0 ||
-        (rc = grow_buffer(&ws->ctx, T * H * f)) < 0 || (rc = grow_buffer(&ws->zeros, T * H * f)) < 0 ||
-        (rc = grow_buffer(&ws->qkv, 3 * T * H * f)) < 0 ||
-        (rc = grow_buffer(&ws->inter, T * (size_t)c->intermediate * f)) < 0) {
+    char name[32];
+    int rc = m->dev.type == DSP_DEVICE_CPU ? host_workspace_reserve(m, tokens)
+                                           : device_workspace_reserve(m, tokens);
+    if (rc < 0) {
         bert_workspace_free(ws);
-        return set_err(m, rc, "cannot allocate activations for %lld tokens", (long long)tokens);
+        if (rc == DSP_EDEVICE)
+            return rc;      /* the failed copy's message is set */
+        return bert_set_err(m, rc, "cannot allocate activations for %lld tokens on %s", (long long)tokens,
+                            dsp_device_name(m->dev, name, sizeof name));
     }
-    memset(ws->zeros, 0, T * H * f);
     ws->cap = tokens;
     return 0;
 }
@@ -90,6 +142,45 @@ static int view(float *base, int ndim, const int64_t *shape, const int64_t *stri
     return rc;
 }
 
+/* A view of a device slot. Contiguous from the start, it is the slot's own
+ * tensor, reshaped in place: the operators write an output only into a
+ * buffer with one reference, and the slot tensor holds its buffer's only
+ * one (the caller gets a reference to the tensor, not to the buffer). Any
+ * other view is a new tensor on the buffer, a second reference that makes
+ * the slot read-only while it lives: the layer code takes such views (q, k,
+ * v, the heads' permutation) only after the slot has been written. Two
+ * contiguous views of one slot must not be alive at once. */
+static int device_view(dsp_tensor *slot, int ndim, const int64_t *shape, const int64_t *stride,
+                       int64_t elem_offset, dsp_tensor **out)
+{
+    if (stride || elem_offset)
+        return dsp_tensor_from_buffer(DSP_DTYPE_F32, ndim, shape, stride, slot->buf,
+                                      (size_t)elem_offset * sizeof(float), out);
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++)
+        numel *= shape[d];
+    if ((size_t)numel * sizeof(float) > dsp_buffer_size(slot->buf) || ndim > DSP_MAX_DIMS)
+        return DSP_EINVAL;
+    slot->ndim = ndim;
+    int64_t step = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        slot->shape[d] = shape[d];
+        slot->stride[d] = step;
+        step *= shape[d];
+    }
+    *out = dsp_tensor_ref(slot);
+    return 0;
+}
+
+/* View of workspace slot s where the model lives (see view and device_view). */
+static int ws_view(bert_model *m, bert_ws_slot s, int ndim, const int64_t *shape, const int64_t *stride,
+                   int64_t elem_offset, dsp_tensor **out)
+{
+    if (m->dev.type == DSP_DEVICE_CPU)
+        return view(m->ws.host[s], ndim, shape, stride, elem_offset, out);
+    return device_view(m->ws.dev[s], ndim, shape, stride, elem_offset, out);
+}
+
 /* Tensors of one padded batch, wrapping the caller's arrays (read-only). */
 typedef struct batch_tensors {
     dsp_tensor *ids, *types, *mask;
@@ -114,14 +205,14 @@ static int wrap(const void *data, dsp_dtype dt, int64_t B, int64_t L, dsp_tensor
 }
 
 /* x = LayerNorm(word[ids] + pos[offset + 0..L-1] + type[type_ids]) */
-static int embed(bert_model *m, const batch_tensors *bt, int64_t B, int64_t L, float *xbuf, float *tbuf)
+static int embed(bert_model *m, const batch_tensors *bt, int64_t B, int64_t L)
 {
     const bert_config *c = &m->cfg;
     int64_t H = c->hidden, shape[3] = { B, L, H }, pshape[2] = { L, H };
     dsp_tensor *x = NULL, *t = NULL, *pos = NULL, *type0 = NULL;
     int rc;
-    if ((rc = view(tbuf, 3, shape, NULL, 0, &t)) < 0 ||
-        (rc = view(xbuf, 3, shape, NULL, 0, &x)) < 0 ||
+    if ((rc = ws_view(m, BERT_WS_T1, 3, shape, NULL, 0, &t)) < 0 ||
+        (rc = ws_view(m, BERT_WS_X, 3, shape, NULL, 0, &x)) < 0 ||
         (rc = dsp_tensor_from_buffer(m->pos->dtype, 2, pshape, m->pos->stride, m->pos->buf,
                                      m->pos->offset + (size_t)(c->position_offset * m->pos->stride[0]) *
                                      dsp_dtype_size(m->pos->dtype), &pos)) < 0)
@@ -159,12 +250,12 @@ done:
     return rc;
 }
 
-/* Self-attention of layer L: x [B*L, H] -> attention output rows in ctx
- * [B, L, H] (before the output projection). */
+/* Self-attention of layer L: x [B*L, H] -> attention output rows in t1
+ * [B, L, H] (before the output projection). Views that share a slot's
+ * buffer are taken only once the slot is written (see device_view). */
 static int self_attention(bert_model *m, const bert_layer *ly, const batch_tensors *bt, int64_t B, int64_t L)
 {
     const bert_config *c = &m->cfg;
-    bert_workspace *ws = &m->ws;
     int64_t H = c->hidden, nh = c->heads, hd = H / nh, T = B * L;
     int64_t rows[2] = { T, H }, qkv_shape[2] = { T, 3 * H };
     /* q, k, v are column blocks of qkv viewed [B, heads, L, hd]: no copy */
@@ -174,27 +265,29 @@ static int self_attention(bert_model *m, const bert_layer *ly, const batch_tenso
     dsp_tensor *x = NULL, *qkv = NULL, *q = NULL, *k = NULL, *v = NULL, *att = NULL, *perm = NULL,
                *zeros = NULL, *rowsv = NULL;
     int rc;
-    if ((rc = view(ws->x, 2, rows, NULL, 0, &x)) < 0 ||
-        (rc = view(ws->qkv, 2, qkv_shape, NULL, 0, &qkv)) < 0 ||
-        (rc = view(ws->qkv, 4, hshape, hstride, 0, &q)) < 0 ||
-        (rc = view(ws->qkv, 4, hshape, hstride, H, &k)) < 0 ||
-        (rc = view(ws->qkv, 4, hshape, hstride, 2 * H, &v)) < 0 ||
-        (rc = view(ws->ctx, 4, hshape, NULL, 0, &att)) < 0 ||
-        (rc = view(ws->ctx, 4, pshape, pstride, 0, &perm)) < 0 ||
-        (rc = view(ws->zeros, 4, pshape, NULL, 0, &zeros)) < 0 ||
-        (rc = view(ws->t1, 4, pshape, NULL, 0, &rowsv)) < 0)
+    if ((rc = ws_view(m, BERT_WS_X, 2, rows, NULL, 0, &x)) < 0 ||
+        (rc = ws_view(m, BERT_WS_QKV, 2, qkv_shape, NULL, 0, &qkv)) < 0)
         goto done;
-    dsp_attn_opts ao = { .kind = DSP_ATTN_FULL, .key_mask = bt->mask };
     if ((rc = dsp_linear(x, ly->wqkv, ly->bqkv, &qkv)) < 0) {
         rc = ops_err(m, rc, "query/key/value");
         goto done;
     }
+    if ((rc = ws_view(m, BERT_WS_QKV, 4, hshape, hstride, 0, &q)) < 0 ||
+        (rc = ws_view(m, BERT_WS_QKV, 4, hshape, hstride, H, &k)) < 0 ||
+        (rc = ws_view(m, BERT_WS_QKV, 4, hshape, hstride, 2 * H, &v)) < 0 ||
+        (rc = ws_view(m, BERT_WS_CTX, 4, hshape, NULL, 0, &att)) < 0)
+        goto done;
+    dsp_attn_opts ao = { .kind = DSP_ATTN_FULL, .key_mask = bt->mask };
     if ((rc = dsp_attention(q, k, v, &ao, &att)) < 0) {
         rc = ops_err(m, rc, "attention");
         goto done;
     }
     /* heads back to token rows in t1: 0 + strided view is a copy every backend
-     * runs in place (ops.h has no transpose) */
+     * runs in place (ops.h has no transpose; add reads its b through strides) */
+    if ((rc = ws_view(m, BERT_WS_CTX, 4, pshape, pstride, 0, &perm)) < 0 ||
+        (rc = ws_view(m, BERT_WS_ZEROS, 4, pshape, NULL, 0, &zeros)) < 0 ||
+        (rc = ws_view(m, BERT_WS_T1, 4, pshape, NULL, 0, &rowsv)) < 0)
+        goto done;
     if ((rc = dsp_add(zeros, perm, &rowsv)) < 0)
         rc = ops_err(m, rc, "attention heads to rows");
 done:;
@@ -205,16 +298,16 @@ done:;
 }
 
 /* y = LayerNorm(linear(in, w, b) + x) into x: the residual block closing both halves of a layer. */
-static int dense_residual_norm(bert_model *m, float *in, int64_t in_dim, const dsp_tensor *w,
+static int dense_residual_norm(bert_model *m, bert_ws_slot in, int64_t in_dim, const dsp_tensor *w,
                                const dsp_tensor *b, const dsp_tensor *ln_w, const dsp_tensor *ln_b, int64_t T,
-                               float *tmp, const char *what)
+                               bert_ws_slot tmp, const char *what)
 {
     int64_t H = m->cfg.hidden, ishape[2] = { T, in_dim }, shape[2] = { T, H };
     dsp_tensor *xi = NULL, *y = NULL, *x = NULL;
     int rc;
-    if ((rc = view(in, 2, ishape, NULL, 0, &xi)) < 0 ||
-        (rc = view(tmp, 2, shape, NULL, 0, &y)) < 0 ||
-        (rc = view(m->ws.x, 2, shape, NULL, 0, &x)) < 0)
+    if ((rc = ws_view(m, in, 2, ishape, NULL, 0, &xi)) < 0 ||
+        (rc = ws_view(m, tmp, 2, shape, NULL, 0, &y)) < 0 ||
+        (rc = ws_view(m, BERT_WS_X, 2, shape, NULL, 0, &x)) < 0)
         goto done;
     if ((rc = dsp_linear(xi, w, b, &y)) < 0 || (rc = dsp_add(y, x, &y)) < 0 ||
         (rc = dsp_layernorm(y, ln_w, ln_b, (float)m->cfg.eps, &x)) < 0)
@@ -231,8 +324,8 @@ static int feed_forward_in(bert_model *m, const bert_layer *ly, int64_t T)
     int64_t shape[2] = { T, m->cfg.hidden }, ishape[2] = { T, m->cfg.intermediate };
     dsp_tensor *x = NULL, *h = NULL;
     int rc;
-    if ((rc = view(m->ws.x, 2, shape, NULL, 0, &x)) < 0 ||
-        (rc = view(m->ws.inter, 2, ishape, NULL, 0, &h)) < 0)
+    if ((rc = ws_view(m, BERT_WS_X, 2, shape, NULL, 0, &x)) < 0 ||
+        (rc = ws_view(m, BERT_WS_INTER, 2, ishape, NULL, 0, &h)) < 0)
         goto done;
     if ((rc = dsp_linear(x, ly->w1, ly->b1, &h)) < 0 || (rc = dsp_gelu(h, m->cfg.act, &h)) < 0)
         rc = ops_err(m, rc, "intermediate");
@@ -242,31 +335,48 @@ done:
     return rc;
 }
 
-/* The whole encoder on a padded batch; the result is left in ws.x [B, L, H]. */
+/* The whole encoder on a padded batch; the result is left in slot x [B, L, H]. */
 static int forward_ws(bert_model *m, const batch_tensors *bt, int64_t B, int64_t L)
 {
     const bert_config *c = &m->cfg;
     int64_t T = B * L;
     if (c->position_offset + L > c->max_positions)
-        return set_err(m, DSP_ELIMIT, "a sequence of %lld tokens is longer than the model's %lld positions: "
-                       "truncate it (text.tokenize max_length=%lld)", (long long)L,
-                       (long long)(c->max_positions - c->position_offset),
-                       (long long)(c->max_positions - c->position_offset));
+        return bert_set_err(m, DSP_ELIMIT, "a sequence of %lld tokens is longer than the model's %lld positions: "
+                            "truncate it (text.tokenize max_length=%lld)", (long long)L,
+                            (long long)(c->max_positions - c->position_offset),
+                            (long long)(c->max_positions - c->position_offset));
     int rc = workspace_reserve(m, T);
     if (rc < 0)
         return rc;
-    bert_workspace *ws = &m->ws;
-    if ((rc = embed(m, bt, B, L, ws->x, ws->t1)) < 0)
+    if ((rc = embed(m, bt, B, L)) < 0)
         return rc;
     for (int64_t i = 0; i < c->layers; i++) {
         const bert_layer *ly = &m->layer[i];
         if ((rc = self_attention(m, ly, bt, B, L)) < 0 ||
-            (rc = dense_residual_norm(m, ws->t1, c->hidden, ly->wo, ly->bo, ly->ln1_w, ly->ln1_b, T, ws->ctx,
-                                      "attention output")) < 0 ||
+            (rc = dense_residual_norm(m, BERT_WS_T1, c->hidden, ly->wo, ly->bo, ly->ln1_w, ly->ln1_b, T,
+                                      BERT_WS_CTX, "attention output")) < 0 ||
             (rc = feed_forward_in(m, ly, T)) < 0 ||
-            (rc = dense_residual_norm(m, ws->inter, c->intermediate, ly->w2, ly->b2, ly->ln2_w, ly->ln2_b, T,
-                                      ws->t1, "output")) < 0)
+            (rc = dense_residual_norm(m, BERT_WS_INTER, c->intermediate, ly->w2, ly->b2, ly->ln2_w, ly->ln2_b,
+                                      T, BERT_WS_T1, "output")) < 0)
             return rc;
+    }
+    return 0;
+}
+
+/* Replace each of the batch's host tensors with a copy on the model's device. */
+static int batch_to_device(bert_model *m, batch_tensors *bt)
+{
+    dsp_tensor **all[] = { &bt->ids, &bt->types, &bt->mask };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        dsp_tensor *d = NULL;
+        if (!*all[i])
+            continue;
+        int rc = dsp_tensor_to_device(m->ctx, *all[i], m->dev, &d);
+        if (rc < 0)
+            return bert_set_err(m, rc, "cannot copy the batch's ids and mask to the device: %s",
+                                dsp_context_errmsg(m->ctx));
+        dsp_tensor_unref(all[i]);
+        *all[i] = d;
     }
     return 0;
 }
@@ -277,30 +387,46 @@ static int make_batch_tensors(bert_model *m, const bert_batch *b, uint8_t *ones,
     if ((rc = wrap(b->ids, DSP_DTYPE_I64, b->batch, b->len, &bt->ids)) < 0 ||
         (b->type_ids && (rc = wrap(b->type_ids, DSP_DTYPE_I64, b->batch, b->len, &bt->types)) < 0) ||
         (rc = wrap(b->mask ? b->mask : ones, DSP_DTYPE_U8, b->batch, b->len, &bt->mask)) < 0)
-        return set_err(m, rc, "cannot wrap the batch: %s", dsp_strerror(rc));
-    return 0;
+        return bert_set_err(m, rc, "cannot wrap the batch: %s", dsp_strerror(rc));
+    return m->dev.type == DSP_DEVICE_CPU ? 0 : batch_to_device(m, bt);
+}
+
+/* The last hidden state [B, L, H] from slot x into a new CPU tensor. */
+static int hidden_to_host(bert_model *m, int64_t B, int64_t L, dsp_tensor **hidden)
+{
+    int64_t shape[3] = { B, L, m->cfg.hidden };
+    int rc;
+    if (m->dev.type == DSP_DEVICE_CPU) {
+        if ((rc = dsp_tensor_new(DSP_DTYPE_F32, 3, shape, hidden)) < 0)
+            return bert_set_err(m, rc, "out of memory");
+        memcpy(dsp_tensor_data(*hidden), m->ws.host[BERT_WS_X], dsp_tensor_nbytes(*hidden));
+        return 0;
+    }
+    dsp_tensor *x = NULL;
+    if ((rc = ws_view(m, BERT_WS_X, 3, shape, NULL, 0, &x)) == 0 &&
+        (rc = dsp_tensor_to_device(m->ctx, x, (dsp_device){ DSP_DEVICE_CPU, 0 }, hidden)) < 0)
+        bert_set_err(m, rc, "cannot copy the hidden state to the CPU: %s", dsp_context_errmsg(m->ctx));
+    dsp_tensor_unref(&x);
+    return rc;
 }
 
 int bert_forward(bert_model *m, const bert_batch *b, dsp_tensor **hidden)
 {
     *hidden = NULL;
     if (b->batch <= 0 || b->len <= 0)
-        return set_err(m, DSP_EINVAL, "empty batch (%lld x %lld)", (long long)b->batch, (long long)b->len);
+        return bert_set_err(m, DSP_EINVAL, "empty batch (%lld x %lld)", (long long)b->batch, (long long)b->len);
     uint8_t *ones = NULL;
     if (!b->mask) {
         if (!(ones = malloc((size_t)(b->batch * b->len))))
-            return set_err(m, DSP_ENOMEM, "out of memory");
+            return bert_set_err(m, DSP_ENOMEM, "out of memory");
         memset(ones, 1, (size_t)(b->batch * b->len));
     }
     batch_tensors bt = { 0 };
-    int64_t shape[3] = { b->batch, b->len, m->cfg.hidden };
     int rc = make_batch_tensors(m, b, ones, &bt);
     if (rc == 0)
         rc = forward_ws(m, &bt, b->batch, b->len);
-    if (rc == 0 && (rc = dsp_tensor_new(DSP_DTYPE_F32, 3, shape, hidden)) < 0)
-        rc = set_err(m, rc, "out of memory");
     if (rc == 0)
-        memcpy(dsp_tensor_data(*hidden), m->ws.x, dsp_tensor_nbytes(*hidden));
+        rc = hidden_to_host(m, b->batch, b->len, hidden);
     batch_tensors_free(&bt);
     free(ones);
     return rc;
@@ -312,18 +438,16 @@ int bert_forward(bert_model *m, const bert_batch *b, dsp_tensor **hidden)
 
 /* Pooling as a product: weights [B, 1, L] · hidden [B, L, H] -> [B, 1, H],
  * with 1/count on the real tokens (mean) or a one-hot first token (CLS), so
- * it runs wherever the hidden state lives. Then the optional L2 norm. */
-static int pool_rows(bert_model *m, const dsp_tensor *hidden, const uint8_t *mask, const bert_encode_opts *o,
-                     float *out)
+ * it runs wherever the hidden state lives. Then the optional L2 norm.
+ * This builds the weights, on the CPU. */
+static int pool_weights(bert_model *m, int64_t B, int64_t L, const uint8_t *mask, const bert_encode_opts *o,
+                        dsp_tensor **w)
 {
-    int64_t B = hidden->shape[0], L = hidden->shape[1], H = hidden->shape[2];
-    int64_t wshape[3] = { B, 1, L }, pshape[3] = { B, 1, H }, oshape[2] = { B, H };
-    dsp_tensor *w = NULL, *pooled = NULL, *flat = NULL, *dst = NULL;
-    dsp_buffer *obuf = NULL;
-    int rc = dsp_tensor_new(DSP_DTYPE_F32, 3, wshape, &w);
+    int64_t wshape[3] = { B, 1, L };
+    int rc = dsp_tensor_new(DSP_DTYPE_F32, 3, wshape, w);
     if (rc < 0)
-        return set_err(m, rc, "out of memory");
-    float *wd = dsp_tensor_data(w);
+        return bert_set_err(m, rc, "out of memory");
+    float *wd = dsp_tensor_data(*w);
     for (int64_t b = 0; b < B; b++) {
         int64_t count = 0;
         for (int64_t j = 0; j < L; j++)
@@ -333,6 +457,20 @@ static int pool_rows(bert_model *m, const dsp_tensor *hidden, const uint8_t *mas
             wd[b * L + j] = o->pooling == BERT_POOL_CLS ? (j == 0) : on ? 1.0f / (float)(count ? count : 1) : 0.0f;
         }
     }
+    return 0;
+}
+
+/* eps keeps an all-zero vector finite: |x| = sqrt(sum + H*eps), as F.normalize's 1e-12 floor */
+#define L2_EPS(H) (1e-24f / (float)(H))
+
+static int pool_on_host(bert_model *m, const dsp_tensor *w, const dsp_tensor *hidden, const bert_encode_opts *o,
+                        float *out)
+{
+    int64_t B = hidden->shape[0], H = hidden->shape[2];
+    int64_t pshape[3] = { B, 1, H }, oshape[2] = { B, H };
+    dsp_tensor *pooled = NULL, *flat = NULL, *dst = NULL;
+    dsp_buffer *obuf = NULL;
+    int rc;
     /* the result goes straight into out: wrapped as the only reference, so writable */
     if ((rc = dsp_buffer_wrap(out, (size_t)(B * H) * sizeof(float), 0, NULL, NULL, &obuf)) < 0)
         goto done;
@@ -351,13 +489,11 @@ static int pool_rows(bert_model *m, const dsp_tensor *hidden, const uint8_t *mas
         rc = ops_err(m, rc, "pooling");
         goto done;
     }
-    /* eps keeps an all-zero vector finite: |x| = sqrt(sum + H*eps), as F.normalize's 1e-12 floor */
     if ((rc = dsp_tensor_from_buffer(DSP_DTYPE_F32, 2, oshape, NULL, pooled->buf, pooled->offset, &flat)) < 0)
         goto done;
-    if ((rc = dsp_rmsnorm(flat, m->unit_norm_w, 1e-24f / (float)H, &dst)) < 0)
+    if ((rc = dsp_rmsnorm(flat, m->unit_norm_w, L2_EPS(H), &dst)) < 0)
         rc = ops_err(m, rc, "L2 normalisation");
 done:
-    dsp_tensor_unref(&w);
     dsp_tensor_unref(&pooled);
     dsp_tensor_unref(&flat);
     dsp_tensor_unref(&dst);
@@ -365,11 +501,66 @@ done:
     return rc;
 }
 
+/* The same on the device: the weights go up, only [B, H] comes back. */
+static int pool_on_device(bert_model *m, const dsp_tensor *w, const dsp_tensor *hidden,
+                          const bert_encode_opts *o, float *out)
+{
+    int64_t B = hidden->shape[0], H = hidden->shape[2], oshape[2] = { B, H };
+    dsp_tensor *dw = NULL, *pooled = NULL, *flat = NULL, *res = NULL, *host = NULL;
+    int rc;
+    if ((rc = dsp_tensor_to_device(m->ctx, w, m->dev, &dw)) < 0) {
+        rc = bert_set_err(m, rc, "pooling: %s", dsp_context_errmsg(m->ctx));
+        goto done;
+    }
+    if ((rc = dsp_matmul(dw, hidden, 0, &pooled)) < 0) {
+        rc = ops_err(m, rc, "pooling");
+        goto done;
+    }
+    if ((rc = dsp_tensor_from_buffer(DSP_DTYPE_F32, 2, oshape, NULL, pooled->buf, pooled->offset, &flat)) < 0)
+        goto done;
+    if (!o->normalize)
+        res = dsp_tensor_ref(flat);
+    else if ((rc = dsp_rmsnorm(flat, m->unit_norm_dev, L2_EPS(H), &res)) < 0) {
+        rc = ops_err(m, rc, "L2 normalisation");
+        goto done;
+    }
+    if ((rc = dsp_tensor_to_device(m->ctx, res, (dsp_device){ DSP_DEVICE_CPU, 0 }, &host)) < 0) {
+        rc = bert_set_err(m, rc, "cannot copy the embeddings to the CPU: %s", dsp_context_errmsg(m->ctx));
+        goto done;
+    }
+    memcpy(out, dsp_tensor_data(host), (size_t)(B * H) * sizeof(float));
+done:
+    dsp_tensor_unref(&dw);
+    dsp_tensor_unref(&pooled);
+    dsp_tensor_unref(&flat);
+    dsp_tensor_unref(&res);
+    dsp_tensor_unref(&host);
+    return rc;
+}
+
+static int pool_rows(bert_model *m, const dsp_tensor *hidden, const uint8_t *mask, const bert_encode_opts *o,
+                     float *out)
+{
+    dsp_tensor *w = NULL;
+    int rc = pool_weights(m, hidden->shape[0], hidden->shape[1], mask, o, &w);
+    if (rc == 0)
+        rc = hidden->device.type == DSP_DEVICE_CPU ? pool_on_host(m, w, hidden, o, out)
+                                                   : pool_on_device(m, w, hidden, o, out);
+    dsp_tensor_unref(&w);
+    return rc;
+}
+
 int bert_pool(bert_model *m, const dsp_tensor *hidden, const uint8_t *mask, const bert_encode_opts *o,
               float *out)
 {
     if (hidden->ndim != 3 || hidden->shape[2] != m->cfg.hidden)
-        return set_err(m, DSP_EINVAL, "pool: hidden must be [batch, len, %lld]", (long long)m->cfg.hidden);
+        return bert_set_err(m, DSP_EINVAL, "pool: hidden must be [batch, len, %lld]", (long long)m->cfg.hidden);
+    dsp_device d = hidden->device;
+    char name[2][32];
+    if (d.type != DSP_DEVICE_CPU && (d.type != m->dev.type || d.index != m->dev.index))
+        return bert_set_err(m, DSP_EDEVICE, "pool: hidden is on %s, the model on %s: pool on the CPU or the "
+                            "model's device", dsp_device_name(d, name[0], sizeof name[0]),
+                            dsp_device_name(m->dev, name[1], sizeof name[1]));
     return pool_rows(m, hidden, mask, o, out);
 }
 
@@ -412,7 +603,7 @@ static int reserve_ids(bert_model *m, int64_t tokens)
     ws->mask = malloc((size_t)tokens);
     if (!ws->ids || !ws->types || !ws->mask) {
         ws->ids_cap = 0;
-        return set_err(m, DSP_ENOMEM, "out of memory");
+        return bert_set_err(m, DSP_ENOMEM, "out of memory");
     }
     ws->ids_cap = tokens;
     return 0;
@@ -450,7 +641,7 @@ static int run_bucket(bert_model *m, const bert_seq *seqs, const int *order, int
     dsp_tensor *hidden = NULL;
     int64_t shape[3] = { B, L, H };
     if ((rc = make_batch_tensors(m, &bb, NULL, &bt)) == 0 && (rc = forward_ws(m, &bt, B, L)) == 0 &&
-        (rc = view(ws->x, 3, shape, NULL, 0, &hidden)) == 0 &&
+        (rc = ws_view(m, BERT_WS_X, 3, shape, NULL, 0, &hidden)) == 0 &&
         (rc = pool_rows(m, hidden, ws->mask, o, rows)) == 0)
         for (int b = 0; b < B; b++)
             memcpy(out + (int64_t)order[b] * H, rows + (int64_t)b * H, (size_t)H * sizeof(float));
@@ -466,12 +657,12 @@ int bert_encode(bert_model *m, const bert_seq *seqs, int n, const bert_encode_op
     int64_t budget = o->token_budget > 0 ? o->token_budget : 512;
     for (int i = 0; i < n; i++)
         if (seqs[i].len <= 0)
-            return set_err(m, DSP_EINVAL, "sequence %d is empty (no tokens)", i);
+            return bert_set_err(m, DSP_EINVAL, "sequence %d is empty (no tokens)", i);
     int *order = malloc((size_t)n * sizeof *order);
     float *rows = malloc((size_t)n * (size_t)m->cfg.hidden * sizeof *rows);
     int rc = !order || !rows ? DSP_ENOMEM : sort_by_length(seqs, n, order);
     if (rc < 0)
-        set_err(m, rc, "out of memory");
+        bert_set_err(m, rc, "out of memory");
     /* grow a bucket while its padded size (count x longest) stays within the budget */
     for (int start = 0; rc == 0 && start < n;) {
         int end = start + 1;

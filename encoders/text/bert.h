@@ -15,6 +15,11 @@
  * a workspace that grows to the largest bucket seen and is then reused, so a
  * steady stream allocates nothing per token or per call beyond tensor headers.
  *
+ * On a GPU: bert_to_device(m, ctx, gpu) after bert_open copies the weights
+ * (the fused query/key/value ones included) to the device once; from then on
+ * the workspace lives there too, every operator runs there, each bucket's
+ * ids and masks are uploaded and only the pooled rows come back.
+ *
  * Threading: the weights are read-only, but the workspace is not: one
  * bert_model serves one thread at a time (each text.encode node opens its own).
  * Errors: functions return 0 or a negative DSP_E* code; bert_open's message is
@@ -35,6 +40,7 @@ typedef struct bert_config {
 } bert_config;
 
 typedef struct bert_model bert_model;
+struct dsp_context;
 
 /* Open a Hugging Face model folder (config.json + model.safetensors) of a
  * BertModel or RobertaModel, with or without the "bert." / "roberta." prefix
@@ -44,6 +50,17 @@ typedef struct bert_model bert_model;
 int bert_open(const char *dir, bert_model **out, char **errmsg);
 void bert_close(bert_model **m);
 const bert_config *bert_get_config(const bert_model *m);
+/* Move the weights to dev (a CUDA device from dsp_device_open, or the CPU
+ * to bring them back) and run every later call there. ctx is borrowed for
+ * the copies, now and whenever the workspace grows: it must outlive m, or
+ * the next bert_to_device to the CPU (which forgets it). Moving to the
+ * device the model is on is a no-op. Returns 0, or DSP_EDEVICE (no usable
+ * device), DSP_ENOMEM, DSP_EINVAL (ctx NULL for a device) with the reason in
+ * bert_errmsg(); on failure the model stays where it was, unchanged. */
+int bert_to_device(bert_model *m, struct dsp_context *ctx, dsp_device dev);
+/* Where the model computes (the CPU after bert_open). */
+dsp_device bert_get_device(const bert_model *m);
+
 /* The last failure's message ("" if none); valid until the next call. */
 const char *bert_errmsg(const bert_model *m);
 
@@ -56,8 +73,9 @@ typedef struct bert_batch {
     int64_t batch, len;
 } bert_batch;
 
-/* The encoder's last hidden state [batch, len, hidden], f32, a new tensor
- * the caller owns (transfer full). Positions are offset + 0..len-1, i.e.
+/* The encoder's last hidden state [batch, len, hidden], f32, a new CPU
+ * tensor the caller owns (transfer full; copied back when the model is on a
+ * device). Positions are offset + 0..len-1, i.e.
  * right padding (what the tokenizer does by default). */
 int bert_forward(bert_model *m, const bert_batch *b, dsp_tensor **hidden);
 
@@ -90,7 +108,8 @@ int bert_encode(bert_model *m, const bert_seq *seqs, int n, const bert_encode_op
                 float *out);
 
 /* Pool one padded batch's hidden state [batch, len, hidden] into out
- * [batch, hidden] (exposed for the parity tests). */
+ * [batch, hidden] (exposed for the parity tests). It runs where hidden is:
+ * on the CPU, or on the model's device. */
 int bert_pool(bert_model *m, const dsp_tensor *hidden, const uint8_t *mask,
               const bert_encode_opts *o, float *out);
 

@@ -10,12 +10,26 @@ typedef struct bert_layer {
     dsp_tensor *w1, *b1, *w2, *b2, *ln2_w, *ln2_b;
 } bert_layer;
 
+/* The activation buffers of one bucket, named by what they hold. */
+typedef enum bert_ws_slot {
+    BERT_WS_X,                          /* the residual stream [T, H] */
+    BERT_WS_T1, BERT_WS_CTX,            /* [T, H] scratch */
+    BERT_WS_ZEROS,                      /* [T, H] of zeros, never written */
+    BERT_WS_QKV,                        /* [T, 3H] */
+    BERT_WS_INTER,                      /* [T, intermediate] */
+    BERT_WS_SLOTS
+} bert_ws_slot;
+
 /* Activations of one bucket, sized for `cap` tokens and reused: a steady
- * stream of buckets allocates nothing once the largest has been seen. */
+ * stream of buckets allocates nothing once the largest has been seen.
+ * On the CPU each slot is plain memory (host); on a device each is one
+ * device tensor (dev) that holds the only reference to its buffer, so the
+ * operators accept it as a preallocated output. */
 typedef struct bert_workspace {
     int64_t cap;
-    float *x, *t1, *ctx, *zeros, *qkv, *inter;
-    /* the padded batch bert_encode builds */
+    float *host[BERT_WS_SLOTS];
+    dsp_tensor *dev[BERT_WS_SLOTS];
+    /* the padded batch bert_encode builds (host memory on every device) */
     int64_t *ids, *types;
     uint8_t *mask;
     int64_t ids_cap;
@@ -25,12 +39,18 @@ struct bert_model {
     bert_config cfg;
     dsp_tensor *word, *pos, *type, *emb_ln_w, *emb_ln_b;
     bert_layer *layer;
-    dsp_tensor *unit_norm_w;            /* [H] filled with 1/sqrt(H), see pool_rows */
+    dsp_tensor *unit_norm_w;            /* [H] filled with 1/sqrt(H), see pool_rows; always on the CPU */
+    dsp_tensor *unit_norm_dev;          /* the same on `dev` when that is not the CPU */
+    dsp_device dev;                     /* where the weights and the workspace live */
+    struct dsp_context *ctx;            /* borrowed from bert_to_device: host/device copies */
     bert_workspace ws;
     char err[512];
 };
 
-/* Frees the activations (bert_close, and a failed resize). */
+/* Records the message for bert_errmsg() and returns code. */
+int bert_set_err(bert_model *m, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Frees the activations (bert_close, a failed resize, a move to another device). */
 void bert_workspace_free(bert_workspace *ws);
 
 #endif

@@ -287,10 +287,9 @@ fail:
 
 void bert_workspace_free(bert_workspace *ws)
 {
-    float **all[] = { &ws->x, &ws->t1, &ws->ctx, &ws->zeros, &ws->qkv, &ws->inter };
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        free(*all[i]);
-        *all[i] = NULL;
+    for (int i = 0; i < BERT_WS_SLOTS; i++) {
+        free(ws->host[i]);
+        dsp_tensor_unref(&ws->dev[i]);
     }
     free(ws->ids);
     free(ws->types);
@@ -303,7 +302,8 @@ void bert_close(bert_model **mp)
     bert_model *m = mp ? *mp : NULL;
     if (!m)
         return;
-    dsp_tensor **emb[] = { &m->word, &m->pos, &m->type, &m->emb_ln_w, &m->emb_ln_b, &m->unit_norm_w };
+    dsp_tensor **emb[] = { &m->word, &m->pos, &m->type, &m->emb_ln_w, &m->emb_ln_b, &m->unit_norm_w,
+                           &m->unit_norm_dev };
     for (size_t i = 0; i < sizeof emb / sizeof emb[0]; i++)
         dsp_tensor_unref(emb[i]);
     for (int64_t i = 0; m->layer && i < m->cfg.layers; i++) {

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dspipe/dspipe.h>
+
 #include "bert.h"
 #include "encoder.h"
 
@@ -15,6 +17,7 @@ typedef struct encode_ctx {
     int keep_tokens;
     char *output;
     /* state */
+    dsp_context *dctx;          /* the device copies' context (CUDA runs only) */
     bert_model *bert;
     bert_seq *seqs;
     int nseqs;
@@ -54,6 +57,26 @@ static const dsp_port_def encode_out[] = {
     { NULL }
 };
 
+/* On a CUDA run (dspipe --device cuda) the weights go to the node's device
+ * once. The node has no context of its own for the copies, so it makes one
+ * that lives as long as the model. */
+static int move_to_node_device(dsp_node *node, encode_ctx *c)
+{
+    dsp_device want = dsp_node_device(node), dev;
+    char spec[32];
+    int rc;
+    if (want.type == DSP_DEVICE_CPU)
+        return 0;
+    dsp_device_name(want, spec, sizeof spec);
+    if ((rc = dsp_context_new(&c->dctx)) < 0)
+        return dsp_node_fail(node, rc, "cannot create a context for %s", spec);
+    if ((rc = dsp_device_open(c->dctx, spec, &dev)) < 0)
+        return dsp_node_fail(node, rc, "%s", dsp_context_errmsg(c->dctx));
+    if ((rc = bert_to_device(c->bert, c->dctx, dev)) < 0)
+        return dsp_node_fail(node, rc, "%s: %s", c->model, bert_errmsg(c->bert));
+    return 0;
+}
+
 static int encode_init(dsp_node *node)
 {
     encode_ctx *c = dsp_node_priv(node);
@@ -64,9 +87,13 @@ static int encode_init(dsp_node *node)
         free(why);
         return rc;
     }
+    if ((rc = move_to_node_device(node, c)) < 0)
+        return rc;
     const bert_config *cfg = bert_get_config(c->bert);
-    dsp_node_log(node, DSP_LOG_VERBOSE, "%s: hidden %lld, %lld layers, %lld heads", c->model,
-                 (long long)cfg->hidden, (long long)cfg->layers, (long long)cfg->heads);
+    char dev[32];
+    dsp_node_log(node, DSP_LOG_VERBOSE, "%s: hidden %lld, %lld layers, %lld heads, on %s", c->model,
+                 (long long)cfg->hidden, (long long)cfg->layers, (long long)cfg->heads,
+                 dsp_device_name(bert_get_device(c->bert), dev, sizeof dev));
     return 0;
 }
 
@@ -230,7 +257,8 @@ static int encode_process(dsp_node *node, dsp_packet **in)
 static void encode_fini(dsp_node *node)
 {
     encode_ctx *c = dsp_node_priv(node);
-    bert_close(&c->bert);
+    bert_close(&c->bert);      /* before its context: the model borrows it */
+    dsp_context_free(&c->dctx);
     free(c->seqs);
     free(c->tokens);
     free(c->emb);
@@ -239,12 +267,13 @@ static void encode_fini(dsp_node *node)
 const dsp_op_def text_encode_op = {
     .struct_size = sizeof(dsp_op_def),
     .name = "text.encode",
-    .doc = "sentence embeddings from token ids with a BERT-family model (BERT, MiniLM, RoBERTa): mean or CLS pooling",
+    .doc = "sentence embeddings from token ids with a BERT-family model (BERT, MiniLM, RoBERTa): mean or CLS pooling; "
+           "on the GPU with --device cuda",
     .inputs = encode_in,
     .outputs = encode_out,
     .params = encode_params,
     .priv_size = sizeof(encode_ctx),
-    .flags = DSP_OP_BATCHABLE,
+    .flags = DSP_OP_BATCHABLE | DSP_OP_CUDA,
     .max_batch = 256,
     .init = encode_init,
     .process = encode_process,
