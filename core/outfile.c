@@ -1,6 +1,7 @@
 /* outfile.c - atomic output files: write to a temporary file beside the target, rename on commit. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -208,4 +209,20 @@ void dsp_outfile_discard(dsp_outfile **pf)
         fclose(f->fp);
     unlink(f->tmp);
     outfile_free(pf);
+}
+
+size_t dsp_path_component(const char *s, char *out, size_t n)
+{
+    size_t k = 0;
+    if (!n)
+        return 0;
+    for (; s && *s && k + 1 < n; s++)
+        if (isalnum((unsigned char)*s) || *s == '.' || *s == '-' || *s == '_')
+            out[k++] = *s;
+    out[k] = '\0';
+    if (!strcmp(out, ".") || !strcmp(out, "..")) {
+        out[0] = '\0';
+        k = 0;
+    }
+    return k;
 }

@@ -15,6 +15,7 @@ PACKAGES=(
     libdcmtk-dev dcmtk libopenblas-dev libpcre2-dev libutf8proc-dev
     gstreamer1.0-tools valgrind graphviz python3 python3-numpy
     python3-pydicom             # DICOM test files read by tests/test_dicom.c
+    dicom3tools                 # dciodvfy: validates the SC / SR files in tests/test_dicom_write.sh
 )
 
 say() { printf 'install-deps: %s\n' "$*"; }

@@ -175,8 +175,14 @@ START_TEST(test_sphere_found_with_centre_and_size)
     snprintf(dparam, sizeof dparam, "dir=%s", dir);
     const char *rparams[] = { dparam, "summary=false", NULL };
     dsp_meta_set_str(dsp_packet_meta(p), "patient_name", "DOE^JANE");
-    ck_assert_ptr_null(run_op("ct.report", rparams, p, why));
+    /* forwarded for the DICOM writers: the findings and the study folder */
+    dsp_packet *fwd = run_op("ct.report", rparams, p, why);
     ck_assert_str_eq(why, "");
+    ck_assert_ptr_nonnull(fwd);
+    const char *rdir = NULL;
+    ck_assert_int_eq(dsp_meta_get_str(dsp_packet_meta_const(fwd), "report_dir", &rdir), 0);
+    ck_assert_ptr_nonnull(strstr(rdir, "1.2.3.4"));
+    dsp_packet_unref(&fwd);
     snprintf(path, sizeof path, "%s/1.2.3.4/findings.json", dir);
     FILE *fp = fopen(path, "r");
     ck_assert_ptr_nonnull(fp);

@@ -32,4 +32,42 @@ fi
 # the summary names the study and says no classifier ran
 "$DSPIPE_BIN" "$top_src/pipelines/medical_ct.pipe" "$work"/seed_101_* "$work/again" >"$work/stdout" 2>/dev/null || exit 1
 grep -q "classical detector only" "$work/stdout" || { cat "$work/stdout"; exit 1; }
+
+# a study folder with garbage in it (issue 6): an MR image, a DICOMDIR, a text
+# file and a truncated copy of a CT slice beside the CT series. The CT gets its
+# findings; the truncated file is recorded in errors.jsonl; the others are
+# skipped with a note; the run exits 3 (some inputs failed).
+T=/usr/lib/python3/dist-packages/pydicom/data/test_files
+if [ -f "$T/MR_small.dcm" ] && [ -f "$T/dicomdirtests/DICOMDIR" ]; then
+    mixed="$work/mixed"
+    mkdir -p "$mixed/ct" "$mixed/mr"
+    cp "$work"/seed_101_*/*.dcm "$mixed/ct/"
+    cp "$T/MR_small.dcm" "$mixed/mr/"
+    cp "$T/dicomdirtests/DICOMDIR" "$mixed/"
+    echo "study notes" >"$mixed/README.txt"
+    first=$(ls "$mixed/ct" | head -n 1)
+    head -c 3000 "$mixed/ct/$first" >"$mixed/cut_copy.dcm"
+    "$DSPIPE_BIN" -q "$top_src/pipelines/medical_ct.pipe" "$mixed" "$work/mixed_out" \
+        >"$work/mixed_stdout" 2>"$work/mixed_stderr"
+    rc=$?
+    [ "$rc" = 3 ] || { echo "mixed folder: exit $rc, want 3" >&2; cat "$work/mixed_stderr" >&2; exit 1; }
+    ls "$work"/mixed_out/*/findings.json >/dev/null 2>&1 ||
+        { echo "mixed folder: no findings.json" >&2; exit 1; }
+    [ "$(wc -l <"$work/mixed_out/errors.jsonl")" = 1 ] &&
+        grep -q 'cut_copy.dcm' "$work/mixed_out/errors.jsonl" ||
+        { echo "mixed folder: want one error, for cut_copy.dcm" >&2; cat "$work/mixed_out/errors.jsonl" >&2; exit 1; }
+else
+    echo "no pydicom test files: mixed-folder case skipped"
+fi
+
+# a single slice (Debian's CT_small.dcm): a clear "needs a series", exit 3
+if [ -f "$T/CT_small.dcm" ]; then
+    mkdir -p "$work/single"
+    cp "$T/CT_small.dcm" "$work/single/"
+    "$DSPIPE_BIN" -q "$top_src/pipelines/medical_ct.pipe" "$work/single" "$work/single_out" \
+        >/dev/null 2>&1
+    rc=$?
+    [ "$rc" = 3 ] && grep -q 'every slice of the series' "$work/single_out/errors.jsonl" ||
+        { echo "single slice: exit $rc, want 3 and a 'needs the series' record" >&2; exit 1; }
+fi
 echo "ok"

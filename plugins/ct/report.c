@@ -1,7 +1,6 @@
-/* report.c - ct.report: findings.json, PNG key images and a stdout summary, one folder per study. */
+/* report.c - ct.report: findings.json, PNG key images and a stdout summary, one folder per study; key images and findings passed on for the DICOM writers. */
 #include "ct.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@ typedef struct report_ctx {
     int images;
     int summary;
     int include_patient;
+    int forward;
     double window_center;
     double window_width;
 } report_ctx;
@@ -35,6 +35,11 @@ static const dsp_param_def report_params[] = {
       .offset = offsetof(report_ctx, include_patient),
       .doc = "copy meta \"patient\" (dicom.read phi=keep) into findings.json; off: no "
              "patient-identifying attribute is written" },
+    { .name = "forward", .type = DSP_PARAM_BOOL, .def = "true",
+      .offset = offsetof(report_ctx, forward),
+      .doc = "send the packet on output 'out' with key_images, key_findings and report_dir, "
+             "for dicom.write_sc / dicom.write_sr (dropped when nothing is connected); "
+             "false: a plain sink" },
     { .name = "window_center", .type = DSP_PARAM_FLOAT, .def = "-600", .min = -2000,
       .max = 4000, .offset = offsetof(report_ctx, window_center),
       .doc = "key images: window centre (HU), lung window" },
@@ -45,6 +50,12 @@ static const dsp_param_def report_params[] = {
 
 static const dsp_port_def report_in[] = {
     { "in", "any", "a CT volume with lung mask and findings (ct.nodules)" }, { NULL }
+};
+/* with forward=true: what the DICOM writers (dicom.write_sc, dicom.write_sr) need */
+static const dsp_port_def report_out[] = {
+    { "out", "any", "the input with key_images (u8 [n, rows, cols, 3]), meta key_findings and "
+      "report_dir" },
+    { NULL }
 };
 
 /* ---- JSON helpers ---------------------------------------------------------- */
@@ -72,13 +83,7 @@ static const char *meta_str(const dsp_packet *p, const char *key)
 /* A folder name from the study UID: digits, letters, '.', '-', '_' only. */
 static void study_folder(const dsp_packet *p, char *out, size_t n)
 {
-    const char *uid = meta_str(p, "study_uid");
-    size_t k = 0;
-    for (; uid && *uid && k + 1 < n; uid++)
-        if (isalnum((unsigned char)*uid) || *uid == '.' || *uid == '-' || *uid == '_')
-            out[k++] = *uid;
-    out[k] = '\0';
-    if (!k || !strcmp(out, ".") || !strcmp(out, ".."))
+    if (!dsp_path_component(meta_str(p, "study_uid"), out, n))
         snprintf(out, n, "item%" PRId64, dsp_packet_item(p));
 }
 
@@ -322,6 +327,56 @@ static void print_summary(const dsp_packet *p, const double *f, int64_t nf, cons
     fflush(stdout);
 }
 
+/* ---- for the DICOM writers ------------------------------------------------ */
+/* Meta key_findings: {"1": {center_mm, diameter_mm, volume_mm3, mean_hu,
+ * type, lung_rads, size_category, confidence}, "2": ...}, what findings.json
+ * says, so a writer needs no knowledge of the nodules tensor's columns. */
+static int set_key_findings(dsp_meta *m, const double *f, int64_t nf)
+{
+    dsp_meta *kf = dsp_meta_dict(m, "key_findings");
+    int err = kf ? 0 : DSP_ENOMEM;
+    for (int64_t q = 0; !err && q < nf; q++) {
+        const double *r = f + q * CT_F_COUNT;
+        char key[24];
+        snprintf(key, sizeof key, "%" PRId64, q + 1);
+        dsp_meta *d = dsp_meta_dict(kf, key);
+        if (!d)
+            return DSP_ENOMEM;
+        const char *size_class, *cat = ct_lungrads(r[CT_F_SOLID] != 0, r[CT_F_DIAMETER],
+                                                   &size_class);
+        err = dsp_meta_set_floats(d, "center_mm", r + CT_F_X, 3);
+        err = err ? err : dsp_meta_set_float(d, "diameter_mm", r[CT_F_DIAMETER]);
+        err = err ? err : dsp_meta_set_float(d, "volume_mm3", r[CT_F_VOLUME]);
+        err = err ? err : dsp_meta_set_float(d, "mean_hu", r[CT_F_MEAN_HU]);
+        err = err ? err : dsp_meta_set_float(d, "confidence", r[CT_F_CONFIDENCE]);
+        err = err ? err : dsp_meta_set_str(d, "type", r[CT_F_SOLID] ? "solid" : "subsolid");
+        err = err ? err : dsp_meta_set_str(d, "lung_rads", cat);
+        err = err ? err : dsp_meta_set_str(d, "size_category", size_class);
+    }
+    return err;
+}
+
+/* Pass the input on with the key images (transfer full of keys, which may
+ * be NULL), the findings and the study folder. */
+static int emit_for_writers(dsp_node *node, dsp_packet *in, dsp_tensor *keys, const double *f,
+                            int64_t nf, const char *dir)
+{
+    dsp_packet *out = NULL;
+    int err = dsp_packet_derive(in, &out);
+    if (err) {
+        dsp_tensor_unref(&keys);
+        return dsp_node_fail(node, err, "out of memory");
+    }
+    err = keys ? dsp_packet_set_tensor(out, "key_images", keys) : 0;
+    err = err ? err : dsp_meta_set_str(dsp_packet_meta(out), "report_dir", dir);
+    err = err ? err : set_key_findings(dsp_packet_meta(out), f, nf);
+    if (err) {
+        dsp_packet_unref(&out);
+        return dsp_node_fail(node, err, "out of memory");
+    }
+    return dsp_node_emit(node, 0, out);
+}
+
 static int report_process(dsp_node *node, dsp_packet **in)
 {
     report_ctx *c = dsp_node_priv(node);
@@ -365,12 +420,23 @@ static int report_process(dsp_node *node, dsp_packet **in)
         images = 0;
     }
 #endif
-    for (int64_t q = 0; images && !err && q < nf; q++) {
+    /* key images go to PNG files and, with forward=true, downstream to the
+     * DICOM Secondary Capture writer (PNG or not): one rendering for both */
+    dsp_tensor *keys = NULL;
+    int64_t kshape[4] = { nf, v.h, v.w, 3 };
+    if (nf > 0 && (images || c->forward) && dsp_tensor_new(DSP_DTYPE_U8, 4, kshape, &keys) < 0)
+        err = dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+    for (int64_t q = 0; keys && !err && q < nf; q++) {
         key_img k = { &v, mask, f + q * CT_F_COUNT };
         uint8_t *img = key_image(c, &k);
         snprintf(path, plen, "%s/finding_%" PRId64 ".png", dir, q + 1);
-        err = img ? write_png(node, path, img, v.h, v.w)
-                  : dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+        if (!img)
+            err = dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+        else if (images)
+            err = write_png(node, path, img, v.h, v.w);
+        if (img)
+            memcpy((uint8_t *)dsp_tensor_data(keys) + q * v.h * v.w * 3, img,
+                   (size_t)(v.h * v.w * 3));
         free(img);
     }
     if (images && !err) {
@@ -394,6 +460,10 @@ static int report_process(dsp_node *node, dsp_packet **in)
     }
     if (!err && c->summary)
         print_summary(in[0], f, nf, dir);
+    if (!err && c->forward)
+        err = emit_for_writers(node, in[0], keys, f, nf, dir);
+    else
+        dsp_tensor_unref(&keys);
     free(dir);
     free(path);
     return err;
@@ -403,8 +473,10 @@ const dsp_op_def ct_report_op = {
     .struct_size = sizeof(dsp_op_def),
     .name = "ct.report",
     .doc = "per-study folder with findings.json (Lung-RADS size categories), PNG key images "
-           "and a stdout summary",
+           "and a stdout summary; with forward=true passes key images and findings on to the "
+           "DICOM writers",
     .inputs = report_in,
+    .outputs = report_out,
     .params = report_params,
     .priv_size = sizeof(report_ctx),
     .flags = DSP_OP_SINK,

@@ -1,4 +1,4 @@
-/* dcmw.h - the thin extern "C" face of DCMTK used by the dicom plugin (dcmw.cc is the only C++ file). */
+/* dcmw.h - the thin extern "C" face of DCMTK used by the dicom plugin (dcmw.cc reads, dcmw_write.cc writes). */
 #ifndef DSP_DICOM_DCMW_H
 #define DSP_DICOM_DCMW_H
 
@@ -69,6 +69,60 @@ int dcmw_read_native(dcmw_file *f, uint64_t offset, void *buf, size_t size, char
  * is malloc'd, the caller frees it. 0 or a negative code with why. */
 int dcmw_frame_bytes(dcmw_file *f, int frame, int n_frames, unsigned char **data,
                      size_t *size, char *why, size_t n);
+
+/* ---- writers (dcmw_write.cc) ------------------------------------------------
+ * Strings are borrowed for the call; NULL or "" writes a type 2 attribute
+ * empty. Files are written to an open stream (the caller's dsp_outfile) as
+ * DICOM Part 10, explicit VR little endian. */
+
+/* Patient and study attributes that identify the patient: only filled with
+ * phi=keep, otherwise every field is NULL and written empty. */
+typedef struct dcmw_patient {
+    const char *name, *id, *birth_date, *sex, *age;
+    const char *study_date, *study_time, *study_id, *accession, *referring;
+} dcmw_patient;
+
+/* A new UID under root (NULL or "": DCMTK's site root) into buf (65 bytes). */
+void dcmw_new_uid(const char *root, char *buf);
+
+/* One Secondary Capture image: 8-bit RGB [rows, cols, 3], interleaved. */
+typedef struct dcmw_sc {
+    const char *study_uid, *series_uid, *sop_uid;
+    int series_number, instance_number;
+    const char *series_description, *derivation, *comments;
+    const uint8_t *rgb;
+    int rows, cols;
+    const dcmw_patient *patient;    /* never NULL */
+} dcmw_sc;
+
+/* 0 or a negative DSP_E* code with the reason in why. */
+int dcmw_write_sc(void *fp, const dcmw_sc *sc, char *why, size_t n);
+
+/* One finding of the structured report. */
+typedef struct dcmw_finding {
+    double center_mm[3];            /* patient LPS */
+    double diameter_mm, volume_mm3, mean_hu, confidence;
+    const char *type;               /* "solid" / "subsolid" */
+    const char *lung_rads;          /* category, e.g. "4A" */
+    const char *key_image_uid;      /* its SC instance, or NULL */
+} dcmw_finding;
+
+/* A Comprehensive 3D SR of lung nodule findings. */
+typedef struct dcmw_sr {
+    const char *study_uid, *series_uid, *sop_uid, *for_uid;
+    int series_number;
+    const char *source_series_uid, *source_sop_class;
+    const char *const *source_sops; /* n_source SOP instance UIDs */
+    int n_source;
+    const char *sc_series_uid;      /* the key images' series, or NULL */
+    const dcmw_finding *f;
+    int nf;
+    const char *detector;           /* free text for the observer context */
+    const dcmw_patient *patient;    /* never NULL */
+} dcmw_sr;
+
+/* 0 or a negative DSP_E* code with the reason (DCMTK's SR checks) in why. */
+int dcmw_write_sr(void *fp, const dcmw_sr *sr, char *why, size_t n);
 
 #ifdef __cplusplus
 }

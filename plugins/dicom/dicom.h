@@ -12,6 +12,8 @@
 extern const dsp_op_def dicom_read_op;
 extern const dsp_op_def dicom_window_op;
 extern const dsp_op_def dicom_resample_op;
+extern const dsp_op_def dicom_write_sc_op;
+extern const dsp_op_def dicom_write_sr_op;
 
 /* Room for a reason, without the file name (the caller adds it). */
 #define DICOM_WHY 512
@@ -34,7 +36,7 @@ extern const char *const dicom_phi_keys[PHI_COUNT];
 typedef struct dicom_image {
     char *path;                 /* owned */
     int64_t item;               /* the input item it came from */
-    char study_uid[68], series_uid[68], sop_uid[68], for_uid[68];
+    char study_uid[68], series_uid[68], sop_uid[68], sop_class[68], for_uid[68];
     char modality[20], series_desc[72], transfer_syntax[68], photometric[20];
     long series_number, instance_number;
     int has_series_number, has_instance;
@@ -104,5 +106,27 @@ int dicom_series_build(const dicom_series *s, double spacing_tol, int allow_shea
 
 /* Append s to a JSON array text held in *json (malloc'd, starts as NULL). */
 int dicom_json_append(char **json, const char *s);
+
+/* ---- writers (write_common.c; ops in write_sc.c, write_sr.c) ----------------- */
+struct dcmw_patient;
+
+/* The folder a writer puts this packet's study in, malloc'd into *out:
+ * dir/<study_uid> when dir is set, else meta "report_dir" (ct.report's
+ * per-study folder). Fails the item (dsp_node_fail) when neither exists. */
+int dicom_out_dir(dsp_node *node, const dsp_packet *p, const char *dir, char **out);
+
+/* Patient and study attributes from meta "patient" (dicom.read phi=keep)
+ * when keep is set and the dictionary exists; otherwise all NULL, so the
+ * writers leave them empty. Strings borrowed from p. */
+void dicom_patient_from_meta(const dsp_packet *p, int keep, struct dcmw_patient *pt);
+
+/* Claim path for this run, write it atomically with fn(stream, arg, why,
+ * n) and commit. 0 or the failure recorded on the node. */
+typedef int (*dicom_write_fn)(void *fp, const void *arg, char *why, size_t n);
+int dicom_write_file(dsp_node *node, const char *path, dicom_write_fn fn, const void *arg);
+
+/* 0 when root is empty or a valid UID root for generated UIDs (digits and
+ * dots, at most 24 characters, so 40 remain for DCMTK's suffix). */
+int dicom_uid_root_check(dsp_node *node, const char *root);
 
 #endif /* DSP_DICOM_H */

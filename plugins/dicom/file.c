@@ -145,6 +145,7 @@ static int read_attributes(const dcmw_file *f, int keep_phi, dicom_image *img, c
     get_str(f, DCMW_TAG(0x0020, 0x000D), img->study_uid, sizeof img->study_uid);
     get_str(f, DCMW_TAG(0x0020, 0x000E), img->series_uid, sizeof img->series_uid);
     get_str(f, DCMW_TAG(0x0008, 0x0018), img->sop_uid, sizeof img->sop_uid);
+    get_str(f, DCMW_TAG(0x0008, 0x0016), img->sop_class, sizeof img->sop_class);
     get_str(f, DCMW_TAG(0x0020, 0x0052), img->for_uid, sizeof img->for_uid);
     get_str(f, DCMW_TAG(0x0008, 0x0060), img->modality, sizeof img->modality);
     get_str(f, DCMW_TAG(0x0008, 0x103E), img->series_desc, sizeof img->series_desc);

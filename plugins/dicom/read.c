@@ -239,6 +239,31 @@ static void strcat_bounded(char *dst, size_t n, const char *src)
 
 /* ---- the output packet ----------------------------------------------------- */
 
+/* The source instances, for writers that must reference them (an SR's
+ * evidence): meta "sop_class_uid" (the first file's) and
+ * "sop_instance_uids", every file's SOPInstanceUID joined by '\\' as in a
+ * DICOM multi-valued attribute (UIDs never contain a backslash). */
+static int set_instance_refs(dsp_meta *m, const dicom_series *s)
+{
+    size_t len = 1;
+    for (int i = 0; i < s->n_img; i++)
+        len += strlen(s->img[i]->sop_uid) + 1;
+    char *uids = malloc(len), *q = uids;
+    if (!uids)
+        return DSP_ENOMEM;
+    *q = '\0';
+    for (int i = 0; i < s->n_img; i++) {
+        if (!s->img[i]->sop_uid[0])
+            continue;
+        q += sprintf(q, "%s%s", q == uids ? "" : "\\", s->img[i]->sop_uid);
+    }
+    int err = dsp_meta_set_str(m, "sop_instance_uids", uids);
+    free(uids);
+    if (!err && s->n_img && s->img[0]->sop_class[0])
+        err = dsp_meta_set_str(m, "sop_class_uid", s->img[0]->sop_class);
+    return err;
+}
+
 static int set_meta(read_ctx *c, dsp_meta *m, const dicom_series *s, const dicom_volume *v,
                     const char *selection)
 {
@@ -294,6 +319,7 @@ static int set_meta(read_ctx *c, dsp_meta *m, const dicom_series *s, const dicom
         err = err ? err : dsp_meta_set_float(m, "window_width", a->window_width);
     }
     err = err ? err : dsp_meta_set_str(m, "selection", selection);
+    err = err ? err : set_instance_refs(m, s);
     char *notes = c->notes ? strdup(c->notes) : NULL;
     if (!err && v->note[0])
         err = dicom_json_append(&notes, v->note);

@@ -291,6 +291,10 @@ DSP_API void dsp_outfile_discard(dsp_outfile **f);
  * fail the item and say how to make its path pattern unique), DSP_ENOMEM.
  * Records nothing on the node. */
 DSP_API int dsp_node_claim_output(dsp_node *node, const char *path);
+/* Copy s into out (n bytes) keeping only the characters safe in one path
+ * component: letters, digits, '.', '-' and '_'. Returns the length; 0 (out
+ * "") when nothing usable is left, s is NULL, or the result is "." or "..". */
+DSP_API size_t dsp_path_component(const char *s, char *out, size_t n);
 
 #ifdef __cplusplus
 }
