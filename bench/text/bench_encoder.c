@@ -81,6 +81,9 @@ static long long run_pass(tok_tokenizer *tk, bert_model *m, const corpus *c, int
     o.max_length = max_length;
     o.padding = TOK_PAD_NONE;
     bert_encode_opts eo = bert_default_encode_opts();
+    const char *budget = getenv("BENCH_TOKEN_BUDGET");
+    if (budget && *budget)
+        eo.token_budget = atoll(budget);
     tok_encoding *enc = calloc((size_t)batch, sizeof *enc);
     bert_seq *seq = calloc((size_t)batch, sizeof *seq);
     int64_t *ids = malloc((size_t)batch * (size_t)max_length * sizeof *ids);
