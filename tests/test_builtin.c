@@ -25,9 +25,7 @@ static char tmpdir[256];
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/dsp_builtin_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_ptr_nonnull(tu_make_tmpdir(tmpdir, sizeof tmpdir, "builtin"));
     dsp_log_set_level(DSP_LOG_ERROR);
     ck_assert_int_eq(dsp_context_new(&ctx), 0);
     /* DSPIPE_PLUGIN_PATH (set by make check) names the in-tree .libs dirs */
@@ -44,11 +42,7 @@ static void teardown(void)
 
 static const char *tp(const char *name)
 {
-    static char buf[8][1024];
-    static int k;
-    char *p = buf[k++ & 7];
-    snprintf(p, 1024, "%s/%s", tmpdir, name);
-    return p;
+    return tu_join(tmpdir, name);
 }
 
 static void touch_file(const char *name, const char *content)
@@ -357,12 +351,7 @@ END_TEST
 
 static const char *fixture(const char *name)
 {
-    static char buf[4][1024];
-    static int k;
-    const char *src = getenv("TESTS_SRCDIR");
-    char *p = buf[k++ & 3];
-    snprintf(p, 1024, "%s/data/tensorio/%s", src && *src ? src : ".", name);
-    return p;
+    return tu_fixture("tensorio", name);
 }
 
 START_TEST(test_tensor_read_npy_keeps_metadata)

@@ -22,28 +22,17 @@ static char tmpdir[256];
 
 static const char *fixture(const char *name)
 {
-    static char buf[8][1024];
-    static int k;
-    const char *src = getenv("TESTS_SRCDIR");
-    char *p = buf[k++ & 7];
-    snprintf(p, 1024, "%s/data/image/%s", src && *src ? src : ".", name);
-    return p;
+    return tu_fixture("image", name);
 }
 
 static const char *tp(const char *name)
 {
-    static char buf[8][1024];
-    static int k;
-    char *p = buf[k++ & 7];
-    snprintf(p, 1024, "%s/%s", tmpdir, name);
-    return p;
+    return tu_join(tmpdir, name);
 }
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/dsp_image_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_ptr_nonnull(tu_make_tmpdir(tmpdir, sizeof tmpdir, "image"));
     dsp_log_set_level(DSP_LOG_ERROR);
     ck_assert_int_eq(dsp_context_new(&ctx), 0);
     ck_assert_int_eq(dsp_context_load_plugins(ctx), 0);

@@ -1,5 +1,7 @@
 /* testutil.c - small file-system helpers shared by the test programs. */
+#define _GNU_SOURCE           /* mkdtemp */
 #include <dirent.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,4 +29,33 @@ void tu_remove_tree(const char *dir)
     }
     closedir(d);
     rmdir(dir);
+}
+
+char *tu_make_tmpdir(char *buf, size_t n, const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, n, "%s/dsp_%s_XXXXXX", base && *base ? base : "/tmp", tag);
+    return mkdtemp(buf);
+}
+
+static char *next_buf(void)
+{
+    static char buf[8][1024];
+    static int k;
+    return buf[k++ & 7];
+}
+
+const char *tu_join(const char *dir, const char *name)
+{
+    char *p = next_buf();
+    snprintf(p, 1024, "%s/%s", dir, name);
+    return p;
+}
+
+const char *tu_fixture(const char *subdir, const char *name)
+{
+    const char *src = getenv("TESTS_SRCDIR");
+    char *p = next_buf();
+    snprintf(p, 1024, "%s/data/%s/%s", src && *src ? src : ".", subdir, name);
+    return p;
 }
