@@ -147,12 +147,7 @@ static void check_output(dsp_packet *p, const char *path)
         dsp_meta_get_int(m, "cols", &c) < 0 || t->shape[0] != s || t->shape[1] != r ||
         t->shape[2] != c)
         FAIL("%s: shape and meta disagree", path);
-    const unsigned char *b = dsp_tensor_data(t);
-    unsigned sum = 0;
-    for (size_t i = 0; i < dsp_tensor_nbytes(t); i++)
-        sum += b[i];
-    if (sum == 0xFFFFFFFFu)     /* keeps the loop; every byte must be readable */
-        fputc(' ', stderr);
+    fz_touch(t);                /* every byte must be readable */
 }
 
 int main(void)

@@ -153,12 +153,7 @@ static void check_image(const dsp_packet *p, long it)
     if (t->shape[0] != h || t->shape[1] != w || t->shape[2] != c || c < 1 || c > 4 ||
         (t->dtype != DSP_DTYPE_U8 && t->dtype != DSP_DTYPE_U16) || w < 1 || h < 1)
         FAIL("iteration %ld: image shape and meta disagree", it);
-    const unsigned char *d = dsp_tensor_data(t);
-    unsigned sum = 0;
-    for (size_t k = 0; k < dsp_tensor_nbytes(t); k++)
-        sum += d[k];
-    if (sum == 0xdeadbeef)      /* keep the loop */
-        puts("");
+    fz_touch(t);
 }
 
 int main(void)
@@ -236,17 +231,9 @@ int main(void)
         if (s->png && fz_below(2))
             fix_png_crcs(buf, size);
 
-        int64_t len = (int64_t)size;
-        dsp_tensor *t = NULL;
-        dsp_packet *p = NULL;
-        if (dsp_tensor_new(DSP_DTYPE_U8, 1, &len, &t) < 0 || dsp_packet_new(&p) < 0)
-            FAIL("out of memory");
-        if (size)
-            memcpy(dsp_tensor_data(t), buf, size);
         char source[64];
         snprintf(source, sizeof source, "fuzz:%ld", it);
-        dsp_meta_set_str(dsp_packet_meta(p), "source", source);
-        dsp_packet_set_tensor(p, "bytes", t);
+        dsp_packet *p = fz_bytes_packet(buf, size, source);
         dsp_harness *h = dec[it % N_SETS];
         int err = dsp_harness_push(h, 0, p);
         dsp_packet *out = dsp_harness_pull(h, 0);

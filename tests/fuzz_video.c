@@ -95,12 +95,7 @@ static void check_output(const dsp_packet *p, long it)
     if ((t->ndim != 3 && t->ndim != 4) || t->shape[d] != h || t->shape[d + 1] != w ||
         t->shape[d + 2] != c || t->dtype != DSP_DTYPE_U8)
         FAIL("iteration %ld: frames tensor and meta disagree", it);
-    const unsigned char *x = dsp_tensor_data(t);
-    unsigned sum = 0;
-    for (size_t k = 0; k < dsp_tensor_nbytes(t); k++)
-        sum += x[k];
-    if (sum == 0xdeadbeef)      /* keep the loop */
-        puts("");
+    fz_touch(t);
 }
 
 int main(void)
@@ -164,17 +159,9 @@ int main(void)
         for (int r = 0; r < rounds; r++)
             mutate(buf, &size, cap);
 
-        int64_t len = (int64_t)size;
-        dsp_tensor *t = NULL;
-        dsp_packet *p = NULL;
-        if (dsp_tensor_new(DSP_DTYPE_U8, 1, &len, &t) < 0 || dsp_packet_new(&p) < 0)
-            FAIL("out of memory");
-        if (size)
-            memcpy(dsp_tensor_data(t), buf, size);
         char source[64];
         snprintf(source, sizeof source, "fuzz:%ld:%s", it, s->name);
-        dsp_meta_set_str(dsp_packet_meta(p), "source", source);
-        dsp_packet_set_tensor(p, "bytes", t);
+        dsp_packet *p = fz_bytes_packet(buf, size, source);
         dsp_harness *h = dec[it % N_SETS];
         int err = dsp_harness_push(h, 0, p);
         dsp_packet *out;

@@ -1,6 +1,8 @@
 /* fuzzutil.c - the PRNG, budget, file reading and generic mutations of the mutation fuzzers (fuzzutil.h). */
 #include "fuzzutil.h"
 
+#include <dspipe/dspipe.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,4 +135,29 @@ void fz_mutate(unsigned char *b, size_t *size, size_t cap, int kind,
     default:
         break;
     }
+}
+
+void fz_touch(const struct dsp_tensor *t)
+{
+    const volatile unsigned char *d = dsp_tensor_data(t);
+    unsigned sum = 0;
+    for (size_t k = 0; k < dsp_tensor_nbytes(t); k++)
+        sum += d[k];
+    (void)sum;
+}
+
+struct dsp_packet *fz_bytes_packet(const unsigned char *b, size_t n, const char *source)
+{
+    int64_t len = (int64_t)n;
+    dsp_tensor *t = NULL;
+    dsp_packet *p = NULL;
+    if (dsp_tensor_new(DSP_DTYPE_U8, 1, &len, &t) < 0 || dsp_packet_new(&p) < 0 ||
+        dsp_meta_set_str(dsp_packet_meta(p), "source", source) < 0) {
+        fprintf(stderr, "fuzz: out of memory\n");
+        exit(1);
+    }
+    if (n)
+        memcpy(dsp_tensor_data(t), b, n);
+    dsp_packet_set_tensor(p, "bytes", t);
+    return p;
 }

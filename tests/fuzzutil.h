@@ -33,7 +33,17 @@ enum { FZ_FLIP, FZ_INTERESTING, FZ_TRUNCATE, FZ_APPEND, FZ_COPY, FZ_INSERT, FZ_D
 void fz_mutate(unsigned char *b, size_t *size, size_t cap, int kind,
                const unsigned char *interesting, size_t n_interesting);
 
-/* Big-endian / little-endian stores for header fields. */
+/* Big-endian stores for header fields. */
 void fz_put32be(unsigned char *p, uint32_t v);
+
+/* Read every byte of a tensor, so valgrind / ASan see an uninitialised or
+ * out-of-bounds one. */
+struct dsp_tensor;
+void fz_touch(const struct dsp_tensor *t);
+
+/* A packet holding b[0..n) as a 1-D u8 tensor "bytes", with meta source
+ * (what readers that take bytes decode); exits on out of memory. */
+struct dsp_packet;
+struct dsp_packet *fz_bytes_packet(const unsigned char *b, size_t n, const char *source);
 
 #endif /* DSP_FUZZUTIL_H */
