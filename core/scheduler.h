@@ -91,8 +91,8 @@ struct dsp_node {
     dspi_emitted *outbox;       /* filled by dsp_node_emit during a callback */
     int n_outbox, cap_outbox;
 
-    char **claimed;             /* output paths claimed this run, sorted */
-    size_t n_claimed, cap_claimed;
+    struct json_t *claimed;     /* output paths claimed this run: a jansson
+                                   object used as a hash set, NULL before */
 
     char *errmsg;               /* set by dsp_node_fail */
     int errcode;
