@@ -1,4 +1,5 @@
 /* test_ops.c - dspipe's numeric operators (dspipe/ops.h) against PyTorch fixtures, plus their error contract. */
+#include "config.h"
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -224,6 +225,74 @@ START_TEST(test_cuda_refused_and_readonly_out)
 }
 END_TEST
 
+#ifdef HAVE_OPENBLAS
+int openblas_get_num_threads(void);     /* OpenBLAS's; its cblas.h is not on this path */
+#endif
+
+/* Each task multiplies its own x by a shared w: its product must equal the
+ * one computed before on the caller's thread, whatever thread ran it. */
+typedef struct task_ctx {
+    const dsp_tensor *w;
+    dsp_tensor *x[40], *want[40];
+    int runs[40], thread[40], bad;
+} task_ctx;
+
+/* max |a - b| / max |b| of two contiguous f32 tensors of one shape */
+static double rel_diff(const dsp_tensor *a, const dsp_tensor *b)
+{
+    const float *x = dsp_tensor_data(a), *y = dsp_tensor_data(b);
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < dsp_tensor_numel(b); i++) {
+        d = fmax(d, fabs((double)x[i] - y[i]));
+        m = fmax(m, fabs((double)y[i]));
+    }
+    return m > 0 ? d / m : d;
+}
+
+static void linear_task(void *arg, int task, int thread)
+{
+    task_ctx *c = arg;
+    dsp_tensor *y = NULL;
+    __atomic_fetch_add(&c->runs[task], 1, __ATOMIC_RELAXED);
+    c->thread[task] = thread;
+    if (dsp_linear(c->x[task], c->w, NULL, &y) < 0 || rel_diff(y, c->want[task]) > 1e-6)
+        __atomic_store_n(&c->bad, 1, __ATOMIC_RELAXED);
+    dsp_tensor_unref(&y);
+}
+
+START_TEST(test_parallel_tasks)
+{
+    int64_t ws[] = {96, 80}, xs[] = {0, 80};
+    dsp_tensor *w = filled(2, ws, 0.25f);
+    task_ctx c = { .w = w };
+    for (int t = 0; t < 40; t++) {
+        xs[0] = 3 + 7 * t;          /* [3, 80] x [80, 96] .. [276, 80] x [80, 96] */
+        c.x[t] = filled(2, xs, 0.01f * (float)t);
+        ck_assert_int_eq(dsp_linear(c.x[t], w, NULL, &c.want[t]), 0);
+    }
+#ifdef HAVE_OPENBLAS
+    int blas_threads = openblas_get_num_threads();
+#endif
+    ck_assert_int_eq(dsp_ops_threads(), 3);     /* main() sets DSPIPE_OPS_THREADS */
+    dsp_parallel_tasks(40, linear_task, &c);
+    int used[3] = {0};
+    for (int t = 0; t < 40; t++) {
+        ck_assert_int_eq(c.runs[t], 1);
+        ck_assert(c.thread[t] >= 0 && c.thread[t] < 3);
+        used[c.thread[t]] = 1;
+        dsp_tensor_unref(&c.x[t]);
+        dsp_tensor_unref(&c.want[t]);
+    }
+    ck_assert_int_eq(c.bad, 0);
+    ck_assert_int_eq(used[0], 1);   /* the caller works too */
+#ifdef HAVE_OPENBLAS
+    ck_assert_int_eq(openblas_get_num_threads(), blas_threads);     /* put back */
+#endif
+    dsp_parallel_tasks(0, linear_task, &c);     /* nothing to do: returns */
+    dsp_tensor_unref(&w);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -251,12 +320,14 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_wrong_out_and_shapes);
     tcase_add_test(tc, test_embedding_out_of_range);
     tcase_add_test(tc, test_softmax_fully_masked_and_inplace);
+    tcase_add_test(tc, test_parallel_tasks);
     suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
+    setenv("DSPIPE_OPS_THREADS", "3", 0);      /* a pool even on a one-core machine */
     SRunner *sr = srunner_create(ops_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -410,6 +410,10 @@ static Suite *encoder_suite(void)
 
 int main(void)
 {
+    /* three operator threads even on a one-core machine, so a batch's
+     * buckets run in parallel (bert_encode's dsp_parallel_tasks path) in
+     * the batch-against-alone comparisons */
+    setenv("DSPIPE_OPS_THREADS", "3", 0);
     SRunner *sr = srunner_create(encoder_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -650,28 +650,124 @@ static int run_bucket(bert_model *m, const bert_seq *seqs, const int *order, int
     return rc;
 }
 
+/* A bucket: order[start .. start + count) */
+typedef struct bucket {
+    int start, count;
+    int64_t cost;
+} bucket;
+
+static int bucket_cmp(const void *a, const void *b)
+{
+    const bucket *x = a, *y = b;
+    return (x->cost < y->cost) - (x->cost > y->cost);   /* largest first */
+}
+
+/* The models for threads 1..n-1 of a parallel bert_encode: copies of m
+ * (weights shared, read-only) that keep their own workspace across calls. */
+static int prepare_subs(bert_model *m, int n)
+{
+    if (n > m->nsub) {
+        bert_model *s = realloc(m->sub, (size_t)n * sizeof *s);
+        if (!s)
+            return bert_set_err(m, DSP_ENOMEM, "out of memory");
+        memset(s + m->nsub, 0, (size_t)(n - m->nsub) * sizeof *s);
+        m->sub = s;
+        m->nsub = n;
+    }
+    for (int i = 0; i < m->nsub; i++) {
+        bert_workspace keep = m->sub[i].ws;
+        m->sub[i] = *m;
+        m->sub[i].ws = keep;
+        m->sub[i].sub = NULL;
+        m->sub[i].nsub = 0;
+    }
+    return 0;
+}
+
+typedef struct bucket_job {
+    bert_model *m;
+    const bert_seq *seqs;
+    const int *order;
+    const bucket *bk;
+    const bert_encode_opts *o;
+    float *out, *rows;
+    int *rc, *thread;           /* per bucket */
+} bucket_job;
+
+static void bucket_task(void *ctx, int task, int thread)
+{
+    bucket_job *j = ctx;
+    const bucket *b = &j->bk[task];
+    bert_model *m = thread == 0 ? j->m : &j->m->sub[thread - 1];
+    j->thread[task] = thread;
+    j->rc[task] = run_bucket(m, j->seqs, j->order + b->start, b->count, j->o, j->out,
+                             j->rows + (int64_t)b->start * j->m->cfg.hidden);
+}
+
+/* Run the buckets, on the CPU in parallel (one bucket per thread, each with
+ * single-threaded operators: its GEMMs are too small, [<= budget, H] x
+ * [H, 4H], for a fork and join inside each to pay), else one by one. */
+static int run_buckets(bert_model *m, const bert_seq *seqs, const int *order, bucket *bk, int nb,
+                       const bert_encode_opts *o, float *out, float *rows)
+{
+    int threads = dsp_ops_threads();
+    if (nb < 2 || threads < 2 || m->dev.type != DSP_DEVICE_CPU) {
+        for (int i = 0; i < nb; i++) {
+            int rc = run_bucket(m, seqs, order + bk[i].start, bk[i].count, o, out,
+                                rows + (int64_t)bk[i].start * m->cfg.hidden);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    int *rc = calloc((size_t)nb * 2, sizeof *rc);
+    if (!rc || prepare_subs(m, threads - 1) < 0) {
+        free(rc);
+        return bert_set_err(m, DSP_ENOMEM, "out of memory");
+    }
+    qsort(bk, (size_t)nb, sizeof *bk, bucket_cmp);
+    bucket_job j = { .m = m, .seqs = seqs, .order = order, .bk = bk, .o = o, .out = out, .rows = rows,
+                     .rc = rc, .thread = rc + nb };
+    dsp_parallel_tasks(nb, bucket_task, &j);
+    int first = 0;
+    for (int i = 0; i < nb && !first; i++)
+        if (rc[i] < 0) {
+            first = rc[i];
+            if (j.thread[i] > 0)
+                memcpy(m->err, m->sub[j.thread[i] - 1].err, sizeof m->err);
+        }
+    free(rc);
+    return first;
+}
+
 int bert_encode(bert_model *m, const bert_seq *seqs, int n, const bert_encode_opts *o, float *out)
 {
     if (n <= 0)
         return 0;
-    int64_t budget = o->token_budget > 0 ? o->token_budget : 512;
+    int64_t budget = o->token_budget > 0 ? o->token_budget : 512, H = m->cfg.hidden;
     for (int i = 0; i < n; i++)
         if (seqs[i].len <= 0)
             return bert_set_err(m, DSP_EINVAL, "sequence %d is empty (no tokens)", i);
     int *order = malloc((size_t)n * sizeof *order);
-    float *rows = malloc((size_t)n * (size_t)m->cfg.hidden * sizeof *rows);
-    int rc = !order || !rows ? DSP_ENOMEM : sort_by_length(seqs, n, order);
+    bucket *bk = malloc((size_t)n * sizeof *bk);
+    float *rows = malloc((size_t)n * (size_t)H * sizeof *rows);
+    int rc = !order || !bk || !rows ? DSP_ENOMEM : sort_by_length(seqs, n, order), nb = 0;
     if (rc < 0)
         bert_set_err(m, rc, "out of memory");
-    /* grow a bucket while its padded size (count x longest) stays within the budget */
-    for (int start = 0; rc == 0 && start < n;) {
+    /* grow a bucket while its padded size (count x longest) stays within the
+     * budget; its cost is about its GEMMs' and attention's multiply-adds */
+    for (int start = 0; rc == 0 && start < n; nb++) {
         int end = start + 1;
         while (end < n && (int64_t)(end - start + 1) * seqs[order[end]].len <= budget)
             end++;
-        rc = run_bucket(m, seqs, order + start, end - start, o, out, rows);
+        int64_t L = seqs[order[end - 1]].len;
+        bk[nb] = (bucket){ .start = start, .count = end - start, .cost = (end - start) * L * (6 * H + L) };
         start = end;
     }
+    if (rc == 0)
+        rc = run_buckets(m, seqs, order, bk, nb, o, out, rows);
     free(order);
+    free(bk);
     free(rows);
     return rc;
 }

@@ -44,6 +44,11 @@ struct bert_model {
     dsp_device dev;                     /* where the weights and the workspace live */
     struct dsp_context *ctx;            /* borrowed from bert_to_device: host/device copies */
     bert_workspace ws;
+    /* Threads 1.. of a bert_encode whose buckets run in parallel: shallow
+     * copies of this model (the same weights) with their own workspace and
+     * error message; refreshed from the model at every such call. */
+    struct bert_model *sub;
+    int nsub;
     char err[512];
 };
 

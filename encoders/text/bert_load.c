@@ -315,6 +315,9 @@ void bert_close(bert_model **mp)
     }
     free(m->layer);
     bert_workspace_free(&m->ws);
+    for (int i = 0; i < m->nsub; i++)
+        bert_workspace_free(&m->sub[i].ws);
+    free(m->sub);
     free(m);
     *mp = NULL;
 }

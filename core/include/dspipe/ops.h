@@ -325,6 +325,28 @@ DSP_API int dsp_lstm(const dsp_tensor *x, const dsp_lstm_weights *fwd,
                      const dsp_lstm_weights *bwd, const dsp_tensor *lengths,
                      dsp_tensor **out);
 
+/* Threads the CPU operators use: DSPIPE_OPS_THREADS, else the online cores. */
+DSP_API int dsp_ops_threads(void);
+
+/* One task of dsp_parallel_tasks: task in [0, n), thread in
+ * [0, dsp_ops_threads()) names the thread running it, so per-thread
+ * scratch (a workspace per thread) needs no lock. */
+typedef void (*dsp_task_fn)(void *ctx, int task, int thread);
+
+/* Runs fn for every task in [0, n), each exactly once, on the operators'
+ * thread pool (the caller's thread included) and returns when all are
+ * done. For independent pieces of work made of many small operator calls,
+ * such as the length buckets of a text batch: each task runs on one
+ * thread, and the operators it calls run there too (their loops inline,
+ * their GEMMs on one OpenBLAS thread), so the cores stay busy without a
+ * fork and join inside every small GEMM. Tasks are started in index order:
+ * put the longest first. When the pool is busy with another caller's work,
+ * or there is one thread, the tasks run on the calling thread in order
+ * (thread 0). fn must not fail in a way that needs the others stopped:
+ * record errors in ctx. While the tasks run, GEMMs called from other
+ * threads also run on one thread (OpenBLAS's thread count is global). */
+DSP_API void dsp_parallel_tasks(int n, dsp_task_fn fn, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

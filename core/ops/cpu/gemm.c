@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ops/ops_int.h"
+#include "ops/cpu/parallel.h"
 #ifdef HAVE_OPENBLAS
+#include <pthread.h>
 #include <cblas.h>
 #endif
 
@@ -102,6 +104,40 @@ static void gemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, i
 #endif
     sgemm_blocked(trans_b, M, N, K, A, lda, B, ldb, C, ldc, acc);
 }
+
+#ifdef HAVE_OPENBLAS
+/* OpenBLAS 0.3.21 has one process-wide thread count: set to 1 while the
+ * pool runs tasks, and put back after. Only the pool's holder calls these,
+ * one job at a time; the mutex orders them against each other anyway. */
+static pthread_mutex_t serial_mu = PTHREAD_MUTEX_INITIALIZER;
+static int serial_saved;
+
+void dspi_gemm_serial_begin(void)
+{
+    pthread_mutex_lock(&serial_mu);
+    serial_saved = openblas_get_num_threads();
+    if (serial_saved > 1)
+        openblas_set_num_threads(1);
+    pthread_mutex_unlock(&serial_mu);
+}
+
+void dspi_gemm_serial_end(void)
+{
+    pthread_mutex_lock(&serial_mu);
+    if (serial_saved > 1)
+        openblas_set_num_threads(serial_saved);
+    serial_saved = 0;
+    pthread_mutex_unlock(&serial_mu);
+}
+#else
+void dspi_gemm_serial_begin(void)
+{
+}
+
+void dspi_gemm_serial_end(void)
+{
+}
+#endif
 
 void dspi_sgemm(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                 const float *B, int64_t ldb, float *C, int64_t ldc)

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <dspipe/ops.h>
 #include "ops/cpu/parallel.h"
 
 /* Why it is shaped so:
@@ -24,6 +25,9 @@
  *   stacks left behind; a fork()ed child forgets the parent's workers
  *   (pthread_atfork) and starts its own pool if it needs one. */
 
+/* The pool thread this is: 0 for any caller, 1.. for the workers. */
+static _Thread_local int tl_thread;
+
 typedef struct pool {
     pthread_mutex_t mu;
     pthread_cond_t wake;        /* workers: a new job or shutdown */
@@ -31,6 +35,7 @@ typedef struct pool {
     pthread_mutex_t slot;       /* held by the one caller using the pool */
     pthread_t *tids;
     int nworkers;
+    atomic_int started;         /* workers that took their index */
     int state;                  /* 0 not started, 1 running, -1 no pool */
     int shutdown;
     unsigned long gen;          /* bumped per job */
@@ -64,6 +69,7 @@ static void *worker_main(void *arg)
 {
     pool *p = arg;
     unsigned long seen = 0;
+    tl_thread = atomic_fetch_add(&p->started, 1) + 1;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->shutdown && (p->gen == seen || !p->open))
@@ -119,6 +125,7 @@ static void atfork_child(void)
     free(p->tids);
     p->tids = NULL;
     p->nworkers = 0;
+    atomic_store(&p->started, 0);
     p->state = 0;
     p->open = 0;
     p->active = 0;
@@ -158,31 +165,29 @@ static void pool_start(pool *p)
     p->state = p->nworkers > 0 ? 1 : -1;
 }
 
-void dspi_parallel_for(int64_t n, int64_t grain, int64_t work, dspi_range_fn fn, void *ctx)
+/* Takes the pool for one job: 1 with p->slot held and the workers running,
+ * 0 when the caller must run the work itself (the pool is busy with another
+ * caller's job, or has no workers). */
+static int pool_acquire(pool *p)
 {
-    pool *p = &g_pool;
-    if (n <= 0)
-        return;
-    if (grain < 1)
-        grain = 1;
-    if (work < DSPI_PARALLEL_MIN_WORK || n < 2 * grain || pthread_mutex_trylock(&p->slot) != 0) {
-        fn(ctx, 0, n);
-        return;
-    }
+    if (pthread_mutex_trylock(&p->slot) != 0)
+        return 0;
     pthread_mutex_lock(&p->mu);
     if (p->state == 0 && !p->shutdown)
         pool_start(p);
-    if (p->state != 1 || p->shutdown) {
-        pthread_mutex_unlock(&p->mu);
+    int ok = p->state == 1 && !p->shutdown;
+    pthread_mutex_unlock(&p->mu);
+    if (!ok)
         pthread_mutex_unlock(&p->slot);
-        fn(ctx, 0, n);
-        return;
-    }
-    /* a few slices per thread so a thread slowed by other load does not
-     * hold up the rest */
-    int64_t nthr = p->nworkers + 1;
-    int64_t chunk = (n + 4 * nthr - 1) / (4 * nthr);
-    p->chunk = (chunk + grain - 1) / grain * grain; /* whole grains: same slices' tails for any thread count */
+    return ok;
+}
+
+/* Runs fn over [0, n) in slices of chunk on the caller and the workers,
+ * then gives the pool back (pool_acquire succeeded). */
+static void pool_run(pool *p, int64_t n, int64_t chunk, dspi_range_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&p->mu);
+    p->chunk = chunk;
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
@@ -200,4 +205,58 @@ void dspi_parallel_for(int64_t n, int64_t grain, int64_t work, dspi_range_fn fn,
         pthread_cond_wait(&p->idle, &p->mu);
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&p->slot);
+}
+
+void dspi_parallel_for(int64_t n, int64_t grain, int64_t work, dspi_range_fn fn, void *ctx)
+{
+    pool *p = &g_pool;
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    if (work < DSPI_PARALLEL_MIN_WORK || n < 2 * grain || !pool_acquire(p)) {
+        fn(ctx, 0, n);
+        return;
+    }
+    /* a few slices per thread so a thread slowed by other load does not
+     * hold up the rest; whole grains, so the slices' tails are the same for
+     * any thread count */
+    int64_t nthr = p->nworkers + 1;
+    int64_t chunk = (n + 4 * nthr - 1) / (4 * nthr);
+    pool_run(p, n, (chunk + grain - 1) / grain * grain, fn, ctx);
+}
+
+int dsp_ops_threads(void)
+{
+    return wanted_threads();
+}
+
+typedef struct task_job {
+    dsp_task_fn fn;
+    void *ctx;
+} task_job;
+
+static void task_range(void *ctx, int64_t begin, int64_t end)
+{
+    task_job *j = ctx;
+    for (int64_t i = begin; i < end; i++)
+        j->fn(j->ctx, (int)i, tl_thread);
+}
+
+void dsp_parallel_tasks(int n, dsp_task_fn fn, void *ctx)
+{
+    pool *p = &g_pool;
+    if (n <= 0)
+        return;
+    if (n < 2 || !pool_acquire(p)) {
+        for (int i = 0; i < n; i++)
+            fn(ctx, i, 0);
+        return;
+    }
+    /* one task per thread at a time, and each task's GEMMs on its own
+     * thread: OpenBLAS's threads would only compete with the pool's */
+    task_job j = { fn, ctx };
+    dspi_gemm_serial_begin();
+    pool_run(p, n, 1, task_range, &j);
+    dspi_gemm_serial_end();
 }

@@ -22,4 +22,10 @@ typedef void (*dspi_range_fn)(void *ctx, int64_t begin, int64_t end);
  * inline otherwise, or when another call holds the pool. */
 void dspi_parallel_for(int64_t n, int64_t grain, int64_t work, dspi_range_fn fn, void *ctx);
 
+/* While dsp_parallel_tasks runs its tasks on the pool, every GEMM runs on
+ * the thread that calls it (OpenBLAS set to one thread, then restored).
+ * In gemm.c; no-ops without OpenBLAS. */
+void dspi_gemm_serial_begin(void);
+void dspi_gemm_serial_end(void);
+
 #endif /* DSPIPE_OPS_CPU_PARALLEL_H */
