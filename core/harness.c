@@ -331,6 +331,22 @@ int dsp_harness_pending(const dsp_harness *h, int port)
     return h->out[port].n;
 }
 
+int dsp_harness_item_failures(const dsp_harness *h)
+{
+    return h ? h->node.n_pkt_fails : 0;
+}
+
+int dsp_harness_item_failure(const dsp_harness *h, int i, int64_t *item, const char **msg)
+{
+    if (!h || i < 0 || i >= h->node.n_pkt_fails)
+        return DSP_EINVAL;
+    if (item)
+        *item = h->node.pkt_fails[i].item;
+    if (msg)
+        *msg = h->node.pkt_fails[i].msg;
+    return 0;
+}
+
 const char *dsp_harness_errmsg(const dsp_harness *h)
 {
     return h->err ? h->err : "";

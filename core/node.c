@@ -67,6 +67,11 @@ void dspi_node_cleanup(dsp_node *n)
     free(n->last_emitted);
     free(n->label);
     free(n->errmsg);
+    for (int i = 0; i < n->n_pkt_fails; i++) {
+        free(n->pkt_fails[i].msg);
+        free(n->pkt_fails[i].input);
+    }
+    free(n->pkt_fails);
     memset(n, 0, sizeof(*n));
 }
 
@@ -130,15 +135,25 @@ int dspi_node_call_process(dsp_node *n, dsp_packet **in)
     return finish_call(n, err, "process");
 }
 
+static int add_packet_failure(dsp_node *node, const dsp_packet *pkt, int code, char *msg);
+
 int dspi_node_call_batch(dsp_node *n, dsp_packet **in, int count)
 {
     int err = 0;
 
     if (!n->op->process_batch) {
-        /* an op without process_batch sees its batch one packet at a time */
-        for (int i = 0; i < count && err >= 0; i++)
-            err = dspi_node_call_process(n, &in[i]);
-        return err;
+        /* an op without process_batch sees its batch one packet at a time;
+         * a packet that fails fails its item alone */
+        for (int i = 0; i < count; i++) {
+            if ((err = dspi_node_call_process(n, &in[i])) >= 0)
+                continue;
+            char *msg = n->errmsg ? n->errmsg : strdup(dsp_strerror(err));
+            n->errmsg = NULL;
+            dspi_node_clear_error(n);
+            if (!msg || add_packet_failure(n, in[i], err, msg) < 0)
+                return err;     /* out of memory: the batch fails as a whole */
+        }
+        return 0;
     }
     set_position(n, in[0]);
     n->in_callback = 1;
@@ -260,6 +275,45 @@ int dsp_node_fail(dsp_node *node, int code, const char *fmt, ...)
     node->errmsg = dspi_str_take(&b);
     node->errcode = code;
     return code;
+}
+
+/* Append a failure of pkt's item (msg malloc'd, taken) to node->pkt_fails. */
+static int add_packet_failure(dsp_node *node, const dsp_packet *pkt, int code, char *msg)
+{
+    if (node->n_pkt_fails == node->cap_pkt_fails) {
+        int cap = node->cap_pkt_fails ? 2 * node->cap_pkt_fails : 4;
+        dspi_failure *f = realloc(node->pkt_fails, (size_t)cap * sizeof(*f));
+        if (!f) {
+            free(msg);
+            return DSP_ENOMEM;
+        }
+        node->pkt_fails = f;
+        node->cap_pkt_fails = cap;
+    }
+    dsp_packet *one = (dsp_packet *)pkt;
+    const char *input = dspi_packet_input_name(&one, 1);
+    dspi_failure *f = &node->pkt_fails[node->n_pkt_fails++];
+    f->code = code < 0 ? code : DSP_EINVAL;
+    f->item = dsp_packet_item(pkt);
+    f->part = dsp_packet_part(pkt);
+    f->msg = msg;
+    f->input = input ? strdup(input) : NULL;
+    return 0;
+}
+
+int dsp_node_fail_packet(dsp_node *node, const dsp_packet *pkt, int code, const char *fmt, ...)
+{
+    dspi_str b = { 0 };
+    va_list ap;
+
+    if (!node->in_callback || !pkt)
+        return DSP_ESTATE;
+    va_start(ap, fmt);
+    dspi_str_vprintf(&b, fmt, ap);
+    va_end(ap);
+    if (add_packet_failure(node, pkt, code, dspi_str_take(&b)) < 0)
+        return dsp_node_fail(node, DSP_ENOMEM, "out of memory recording a failed item");
+    return 0;
 }
 
 void dsp_node_log(const dsp_node *node, dsp_log_level level, const char *fmt, ...)

@@ -490,33 +490,86 @@ static int take_job(dspi_sched *s, dsp_node *n, job *j)
     return 0;
 }
 
-/* Unlocked: keep a failed call's details for complete_job. */
-static void note_failure(job *j, int err, dsp_packet *const *in, int n_in)
+/* A free slot in j->fails, or NULL when out of memory. */
+static dspi_failure *fail_slot(job *j)
 {
-    dsp_node *n = j->n;
-    const char *input = in ? dspi_packet_input_name(in, n_in) : NULL;
-    dspi_failure *f;
-
     if (j->n_fails == j->cap_fails) {
         int cap = 2 * j->cap_fails;
         dspi_failure *nf = malloc(cap * sizeof(*nf));
-        if (!nf) {
-            dspi_node_clear_error(n);
-            return;             /* out of memory: the failure still shows in last_err */
-        }
+        if (!nf)
+            return NULL;
         memcpy(nf, j->fails, j->n_fails * sizeof(*nf));
         if (j->fails != j->fail_stack)
             free(j->fails);
         j->fails = nf;
         j->cap_fails = cap;
     }
-    f = &j->fails[j->n_fails++];
+    return &j->fails[j->n_fails++];
+}
+
+/* Unlocked: keep a failed call's details for complete_job. */
+static void note_failure(job *j, int err, dsp_packet *const *in, int n_in)
+{
+    dsp_node *n = j->n;
+    const char *input = in ? dspi_packet_input_name(in, n_in) : NULL;
+    dspi_failure *f = fail_slot(j);
+
+    if (!f) {
+        dspi_node_clear_error(n);
+        return;             /* out of memory: the failure still shows in last_err */
+    }
     f->code = err;
     f->item = in ? n->cur_item : -1;
     f->part = in ? n->cur_part : 0;
     f->msg = n->errmsg ? strdup(n->errmsg) : strdup(dsp_strerror(err));
     f->input = input ? strdup(input) : NULL;
     dspi_node_clear_error(n);
+}
+
+/* Unlocked: a failed process_batch fails every item of its batch that it
+ * neither emitted nor failed alone, each with the call's message (a batch
+ * that stops half-way must not lose the rest silently). */
+static void note_batch_failure(job *j, int err)
+{
+    dsp_node *n = j->n;
+    char *msg = n->errmsg ? strdup(n->errmsg) : strdup(dsp_strerror(err));
+    dspi_node_clear_error(n);
+    for (int i = 0; i < j->n_pkts; i++) {
+        int64_t item = dsp_packet_item(j->in[i]);
+        int seen = 0;
+        for (int k = 0; k < n->n_outbox && !seen; k++)
+            seen = dsp_packet_item(n->outbox[k].pkt) == item;
+        for (int k = 0; k < n->n_pkt_fails && !seen; k++)
+            seen = n->pkt_fails[k].item == item;
+        dspi_failure *f = seen ? NULL : fail_slot(j);
+        if (!f)
+            continue;
+        const char *input = dspi_packet_input_name(&j->in[i], 1);
+        f->code = err;
+        f->item = item;
+        f->part = dsp_packet_part(j->in[i]);
+        f->msg = strdup(msg ? msg : "process_batch failed");
+        f->input = input ? strdup(input) : NULL;
+    }
+    free(msg);
+}
+
+/* Unlocked: the items a callback failed with dsp_node_fail_packet. */
+static void take_packet_failures(job *j)
+{
+    dsp_node *n = j->n;
+    for (int i = 0; i < n->n_pkt_fails; i++) {
+        dspi_failure *f = fail_slot(j);
+        if (f) {
+            *f = n->pkt_fails[i];
+            continue;
+        }
+        dsp_log(DSP_LOG_ERROR, n->label, "out of memory: item %lld failed: %s",
+                (long long)n->pkt_fails[i].item, n->pkt_fails[i].msg);
+        free(n->pkt_fails[i].msg);
+        free(n->pkt_fails[i].input);
+    }
+    n->n_pkt_fails = 0;
 }
 
 /* Unlocked: run the callbacks. */
@@ -553,12 +606,14 @@ static void run_job(dspi_sched *s, job *j)
                 break;
             if ((err = dspi_node_call_process(n, in)) < 0)
                 note_failure(j, err, in, n->n_in);
+            take_packet_failures(j);
         }
         break;
     case ACT_BATCH:
         j->ran = 1;
         if ((err = dspi_node_call_batch(n, j->in, j->n_pkts)) < 0)
-            note_failure(j, err, j->in, 1);
+            note_batch_failure(j, err);
+        take_packet_failures(j);
         break;
     case ACT_FLUSH:
     case ACT_STOP:

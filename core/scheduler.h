@@ -9,6 +9,14 @@
 
 #define DSPI_ITEM_MAX INT64_MAX
 
+/* A failed callback, noted while unlocked and recorded under the lock. */
+typedef struct dspi_failure {
+    int code;
+    int64_t item, part;
+    char *msg;                  /* malloc'd */
+    char *input;                /* malloc'd or NULL */
+} dspi_failure;
+
 /* A bounded FIFO of packets on one edge. `limit` is the backpressure bound:
  * a producer is not scheduled while any of its queues holds `limit` packets.
  * One process() call may push past it (the ring grows), so a node never
@@ -96,6 +104,8 @@ struct dsp_node {
 
     char *errmsg;               /* set by dsp_node_fail */
     int errcode;
+    dspi_failure *pkt_fails;    /* dsp_node_fail_packet during a callback */
+    int n_pkt_fails, cap_pkt_fails;
 
     atomic_llong progress_done, progress_total;
     dspi_node_stats st;
@@ -143,13 +153,6 @@ typedef struct dspi_sched {
 
 int64_t dspi_now_ns(void);
 
-/* A failed callback, noted while unlocked and recorded under the lock. */
-typedef struct dspi_failure {
-    int code;
-    int64_t item, part;
-    char *msg;                  /* malloc'd */
-    char *input;                /* malloc'd or NULL */
-} dspi_failure;
 
 /* sched.c: stop everything now (on_error=abort, internal errors). Takes
  * msg (malloc'd), which becomes the run's message if it is the first. */

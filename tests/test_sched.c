@@ -548,7 +548,34 @@ static const dsp_op_def tb_op = {
     .inputs = tb_in, .outputs = tb_out, .flags = DSP_OP_BATCHABLE, .max_batch = 8,
     .process = tb_process, .process_batch = tb_process_batch,
 };
-static const dsp_op_def *const tb_ops[] = { &tb_op, NULL };
+/* tb.failbatch: a batch op whose items i % 7 == 3 fail one by one
+ * (dsp_node_fail_packet) while the rest of their batch goes on, and whose
+ * whole call fails at items i % 50 == 20 (what it emitted before stays) */
+static int tf_process_batch(dsp_node *node, dsp_packet **in, int n)
+{
+    for (int k = 0; k < n; k++) {
+        int64_t item = dsp_packet_item(in[k]);
+        if (item % 50 == 20)
+            return dsp_node_fail(node, DSP_EIO, "device lost at item %lld", (long long)item);
+        int err = item % 7 == 3 ? dsp_node_fail_packet(node, in[k], DSP_EFORMAT, "bad input %lld", (long long)item)
+                                : dsp_node_emit(node, 0, dsp_packet_ref(in[k]));
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+static int tf_process(dsp_node *node, dsp_packet **in)
+{
+    return tf_process_batch(node, in, 1);
+}
+
+static const dsp_op_def tf_op = {
+    .struct_size = sizeof(dsp_op_def), .name = "tb.failbatch", .doc = "fail some items of a batch",
+    .inputs = tb_in, .outputs = tb_out, .flags = DSP_OP_BATCHABLE, .max_batch = 8,
+    .process = tf_process, .process_batch = tf_process_batch,
+};
+static const dsp_op_def *const tb_ops[] = { &tb_op, &tf_op, NULL };
 static const dsp_plugin_desc tb_desc = {
     DSP_PLUGIN_ABI_VERSION, sizeof(dsp_plugin_desc), "tb", "1", "MIT", "batch test", tb_ops,
     { 0 }
@@ -624,6 +651,70 @@ START_TEST(test_batches_timeout)
 }
 END_TEST
 
+/* Items failed inside a batch are recorded each with its own item number,
+ * input and message; the other items of their batches go on. */
+START_TEST(test_batch_item_failures)
+{
+    dsp_context *ctx = new_ctx();
+    char text[1024], path[512], errors[512];
+
+    ck_assert_int_eq(dsp_context_register(ctx, &tb_desc, "test_sched.c"), 0);
+    make_tmpdir();
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    snprintf(path, sizeof(path), "%s/out.jsonl", tmpdir);
+    snprintf(text, sizeof(text), "g = test.gen count=100\nb = tb.failbatch batch=8\n"
+             "s = sink.jsonl path=%s\ng -> b -> s\n", path);
+    ck_assert_int_eq(run_text(ctx, text, 2, 4, DSP_ON_ERROR_SKIP, errors, NULL), DSP_EFAILED);
+    /* every item is either written or in the errors file, never both */
+    int state[100] = { 0 };     /* 1 written, 2 failed alone, 3 lost with its batch */
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    while (fgets(line, sizeof(line), f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        int64_t item = json_integer_value(json_object_get(o, "item"));
+        ck_assert(item >= 0 && item < 100 && state[item] == 0);
+        state[item] = 1;
+        json_decref(o);
+    }
+    fclose(f);
+    f = fopen(errors, "r");
+    while (fgets(line, sizeof(line), f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        int64_t item = json_integer_value(json_object_get(o, "item"));
+        const char *msg = json_string_value(json_object_get(o, "error"));
+        char want[64], input[32];
+        ck_assert(item >= 0 && item < 100 && state[item] == 0);
+        snprintf(input, sizeof(input), "gen:%lld", (long long)item);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "input")), input);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "node")), "b");
+        if (strstr(msg, "bad input")) {
+            snprintf(want, sizeof(want), "bad input %lld", (long long)item);
+            ck_assert_str_eq(msg, want);
+            state[item] = 2;
+        } else {
+            ck_assert_msg(strstr(msg, "device lost at item "), "%s", msg);
+            state[item] = 3;
+        }
+        json_decref(o);
+    }
+    fclose(f);
+    for (int i = 0; i < 100; i++) {
+        ck_assert_msg(state[i] != 0, "item %d neither written nor failed", i);
+        if (i % 7 == 3 && i % 50 != 20 && state[i] != 3)
+            ck_assert_int_eq(state[i], 2);
+        if (i % 50 == 20)
+            ck_assert_int_eq(state[i], 3);
+        if (state[i] == 3)      /* lost only with a failing call: at or after item 20 or 70 of its batch */
+            ck_assert(i % 50 >= 20 && i % 50 < 20 + 8);
+    }
+    /* under abort the first such item stops the run */
+    ck_assert_int_lt(run_text(ctx, text, 2, 4, DSP_ON_ERROR_ABORT, errors, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "bad input 3"));
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_batch_param_validation)
 {
     dsp_context *ctx = new_ctx();
@@ -665,6 +756,7 @@ Suite *sched_suite(void)
     tcase_add_test(tc, test_batches_full_until_end);
     tcase_add_test(tc, test_batches_timeout);
     tcase_add_test(tc, test_batch_param_validation);
+    tcase_add_test(tc, test_batch_item_failures);
     suite_add_tcase(s, tc);
     return s;
 }

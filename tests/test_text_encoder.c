@@ -247,10 +247,13 @@ START_TEST(test_op_batch)
     const char *params[] = { param, "token_budget=20", NULL };
     dsp_harness *h = NULL;
     ck_assert_msg(dsp_harness_new(ctx, "text.encode", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
-    dsp_packet **pk = calloc((size_t)f.B, sizeof *pk);
+    /* the fixture's sequences as items 0, 2, 3 ..., and item 1 a packet
+     * without input_ids: it fails alone, the batch goes on */
+    dsp_packet **pk = calloc((size_t)f.B + 1, sizeof *pk);
     for (int64_t b = 0; b < f.B; b++) {
-        ck_assert_int_eq(dsp_packet_new(&pk[b]), 0);
-        dsp_packet_set_pos(pk[b], b, 0, 1);
+        int64_t slot = b == 0 ? 0 : b + 1;
+        ck_assert_int_eq(dsp_packet_new(&pk[slot]), 0);
+        dsp_packet_set_pos(pk[slot], slot, 0, 1);
         const char *names[] = { "input_ids", "attention_mask", "token_type_ids" };
         const int64_t *src[] = { f.ids64, NULL, f.types64 };
         for (int k = 0; k < 3; k++) {
@@ -259,15 +262,17 @@ START_TEST(test_op_batch)
             int64_t *v = dsp_tensor_data(t);
             for (int64_t j = 0; j < f.L; j++)
                 v[j] = k == 1 ? f.mask8[b * f.L + j] : src[k][b * f.L + j];
-            ck_assert_int_eq(dsp_packet_set_tensor(pk[b], names[k], t), 0);
+            ck_assert_int_eq(dsp_packet_set_tensor(pk[slot], names[k], t), 0);
         }
     }
-    ck_assert_msg(dsp_harness_push_batch(h, pk, (int)f.B) == 0, "%s", dsp_harness_errmsg(h));
+    ck_assert_int_eq(dsp_packet_new(&pk[1]), 0);
+    dsp_packet_set_pos(pk[1], 1, 0, 1);
+    ck_assert_msg(dsp_harness_push_batch(h, pk, (int)f.B + 1) == 0, "%s", dsp_harness_errmsg(h));
     const float *want = dsp_tensor_data(f.mean_norm);
     for (int64_t b = 0; b < f.B; b++) {
         dsp_packet *p = dsp_harness_pull(h, 0);
         ck_assert_ptr_nonnull(p);
-        ck_assert_int_eq(dsp_packet_item(p), b);
+        ck_assert_int_eq(dsp_packet_item(p), b == 0 ? 0 : b + 1);
         ck_assert_ptr_null(dsp_packet_tensor(p, "input_ids"));
         const dsp_tensor *e = dsp_packet_tensor(p, "embedding");
         ck_assert_ptr_nonnull(e);
@@ -275,11 +280,13 @@ START_TEST(test_op_batch)
         ck_assert(rel_err(dsp_tensor_data(e), want + b * f.H, f.H) <= TOL_REF);
         dsp_packet_unref(&p);
     }
-    /* a packet without input_ids fails its item with a message */
-    dsp_packet *bad = NULL;
-    ck_assert_int_eq(dsp_packet_new(&bad), 0);
-    ck_assert_int_lt(dsp_harness_push(h, 0, bad), 0);
-    ck_assert_ptr_nonnull(strstr(dsp_harness_errmsg(h), "input_ids"));
+    ck_assert_ptr_null(dsp_harness_pull(h, 0));
+    int64_t item = -1;
+    const char *msg = NULL;
+    ck_assert_int_eq(dsp_harness_item_failures(h), 1);
+    ck_assert_int_eq(dsp_harness_item_failure(h, 0, &item, &msg), 0);
+    ck_assert_int_eq(item, 1);
+    ck_assert_msg(strstr(msg, "no input_ids") && !strstr(msg, "item"), "%s", msg);
     free(pk);
     dsp_harness_free(&h);
     fixture_close(&f);

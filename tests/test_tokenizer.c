@@ -655,11 +655,28 @@ START_TEST(test_op_tokenize)
     ck_assert_int_eq(dsp_meta_get_int(dsp_packet_meta_const(out), "num_tokens", &nt), 0);
     ck_assert_int_eq(nt, 6);
     dsp_packet_unref(&out);
-    /* a packet without the text fails the item, saying what it lacks */
-    dsp_packet *p = NULL;
+    /* a packet without the text fails its item alone, saying what it lacks;
+     * the other packets of its batch go out */
+    dsp_packet *p = NULL, *mix[3];
     ck_assert_int_eq(dsp_packet_new(&p), 0);
-    ck_assert_int_lt(dsp_harness_push(h, 0, p), 0);
-    ck_assert_ptr_nonnull(strstr(dsp_harness_errmsg(h), "text"));
+    dsp_packet_set_pos(p, 2, 0, 1);
+    mix[0] = text_packet(1, "hello");
+    mix[1] = p;
+    mix[2] = text_packet(3, "world");
+    ck_assert_int_eq(dsp_harness_push_batch(h, mix, 3), 0);
+    int64_t item = -1;
+    const char *msg = NULL;
+    ck_assert_int_eq(dsp_harness_item_failures(h), 1);
+    ck_assert_int_eq(dsp_harness_item_failure(h, 0, &item, &msg), 0);
+    ck_assert_int_eq(item, 2);
+    ck_assert_msg(strstr(msg, "no text") && !strstr(msg, "item"), "%s", msg);
+    for (int k = 0; k < 2; k++) {
+        out = dsp_harness_pull(h, 0);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_int_eq(dsp_packet_item(out), k == 0 ? 1 : 3);
+        dsp_packet_unref(&out);
+    }
+    ck_assert_ptr_null(dsp_harness_pull(h, 0));
     dsp_harness_free(&h);
 
     /* a batch padded to its longest, with pairs from another field */
@@ -680,8 +697,8 @@ START_TEST(test_op_tokenize)
     }
     dsp_harness_free(&h);
 
-    /* raw bytes from a u8 tensor; with invalid_utf8=error the bad item fails, named, and the
-     * items before it in the batch still come out */
+    /* raw bytes from a u8 tensor; with invalid_utf8=error the bad item fails alone and the
+     * items around it in the batch still come out */
     const char *params3[] = { tk, "padding=none", "invalid_utf8=error", NULL };
     ck_assert_int_eq(dsp_harness_new(ctx, "text.tokenize", params3, 1, &h), 0);
     dsp_packet *c3[3] = { text_packet(0, "ok"), text_packet(1, "x"), text_packet(2, "fine") };
@@ -691,13 +708,17 @@ START_TEST(test_op_tokenize)
     memcpy(dsp_tensor_data(raw), "ab\xFF ", 4);
     ck_assert_int_eq(dsp_meta_remove(dsp_packet_meta(c3[1]), "text"), 0);
     ck_assert_int_eq(dsp_packet_set_tensor(c3[1], "text", raw), 0);
-    ck_assert_int_lt(dsp_harness_push_batch(h, c3, 3), 0);
-    ck_assert_ptr_nonnull(strstr(dsp_harness_errmsg(h), "item 1"));
-    ck_assert_ptr_nonnull(strstr(dsp_harness_errmsg(h), "invalid UTF-8 at byte 2"));
-    out = dsp_harness_pull(h, 0);
-    ck_assert_ptr_nonnull(out);
-    ck_assert_int_eq(dsp_packet_item(out), 0);
-    dsp_packet_unref(&out);
+    ck_assert_int_eq(dsp_harness_push_batch(h, c3, 3), 0);
+    ck_assert_int_eq(dsp_harness_item_failures(h), 1);
+    ck_assert_int_eq(dsp_harness_item_failure(h, 0, &item, &msg), 0);
+    ck_assert_int_eq(item, 1);
+    ck_assert_msg(strstr(msg, "invalid UTF-8 at byte 2"), "%s", msg);
+    for (int k = 0; k < 2; k++) {
+        out = dsp_harness_pull(h, 0);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_int_eq(dsp_packet_item(out), k == 0 ? 0 : 2);
+        dsp_packet_unref(&out);
+    }
     dsp_harness_free(&h);
 
     /* a missing tokenizer fails init with the path */

@@ -155,8 +155,8 @@ static int search_process(dsp_node *node, dsp_packet **in)
     const dsp_tensor *q = dsp_packet_tensor(in[0], c->field);
     int64_t n = c->rows->shape[0], d = c->rows->shape[1];
     if (!q || q->dtype != DSP_DTYPE_F32 || q->ndim != 1 || q->shape[0] != d)
-        return dsp_node_fail(node, DSP_EINVAL, "item %lld: no f32 [%lld] tensor '%s' (the corpus has %lld dims)",
-                             (long long)dsp_packet_item(in[0]), (long long)d, c->field, (long long)d);
+        return dsp_node_fail(node, DSP_EINVAL, "no f32 [%lld] tensor '%s' (the corpus has %lld dims)",
+                             (long long)d, c->field, (long long)d);
     int64_t qshape[2] = { 1, d };
     dsp_tensor *q2 = NULL;
     int rc = dsp_tensor_from_buffer(q->dtype, 2, qshape, NULL, q->buf, q->offset, &q2);
@@ -212,7 +212,7 @@ static int search_process(dsp_node *node, dsp_packet **in)
     free(json);
     if (rc < 0) {
         dsp_packet_unref(&p);
-        return dsp_node_fail(node, rc, "item %lld: cannot build the output", (long long)dsp_packet_item(in[0]));
+        return dsp_node_fail(node, rc, "cannot build the output");
     }
     return dsp_node_emit(node, 0, p);
 }

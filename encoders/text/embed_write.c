@@ -73,13 +73,12 @@ static int write_process(dsp_node *node, dsp_packet **in)
     write_ctx *c = dsp_node_priv(node);
     const dsp_tensor *t = dsp_packet_tensor(in[0], c->field);
     if (!t || t->dtype != DSP_DTYPE_F32 || t->ndim != 1 || t->device.type != DSP_DEVICE_CPU)
-        return dsp_node_fail(node, DSP_EINVAL, "item %lld: no f32 [dim] tensor '%s' (set field=...)",
-                             (long long)dsp_packet_item(in[0]), c->field);
+        return dsp_node_fail(node, DSP_EINVAL, "no f32 [dim] tensor '%s' (set field=...)", c->field);
     if (c->n == 0)
         c->dim = t->shape[0];
     if (t->shape[0] != c->dim)
-        return dsp_node_fail(node, DSP_EINVAL, "item %lld: '%s' has %lld values, the earlier rows %lld",
-                             (long long)dsp_packet_item(in[0]), c->field, (long long)t->shape[0], (long long)c->dim);
+        return dsp_node_fail(node, DSP_EINVAL, "'%s' has %lld values, the earlier rows %lld",
+                             c->field, (long long)t->shape[0], (long long)c->dim);
     if (c->n == c->cap) {
         int64_t cap = c->cap ? 2 * c->cap : 256;
         float *r = realloc(c->rows, (size_t)(cap * c->dim) * sizeof *r);

@@ -20,6 +20,7 @@ typedef struct encode_ctx {
     dsp_context *dctx;          /* the device copies' context (CUDA runs only) */
     bert_model *bert;
     bert_seq *seqs;
+    dsp_packet **ok;            /* the batch's packets that passed, in order */
     int nseqs;
     int64_t *tokens;            /* the batch's real tokens: ids then type ids, per sequence */
     int64_t tokens_cap;
@@ -111,12 +112,11 @@ static int is_index_vector(const dsp_tensor *t, int64_t n)
            (t->dtype == DSP_DTYPE_I64 || t->dtype == DSP_DTYPE_I32);
 }
 
-static int item_fail(dsp_node *node, const dsp_packet *p, int code, const char *why)
+/* Fail the item of p alone (the rest of the batch goes on) and return code. */
+static int fail_packet(dsp_node *node, const dsp_packet *p, int code, const char *why)
 {
-    const char *src = NULL;
-    dsp_meta_get_str(dsp_packet_meta_const(p), "source", &src);
-    return dsp_node_fail(node, code, "item %lld%s%s%s: %s", (long long)dsp_packet_item(p), src ? " (" : "",
-                         src ? src : "", src ? ")" : "", why);
+    dsp_node_fail_packet(node, p, code, "%s", why);
+    return code;
 }
 
 /* The real tokens of one packet (attention_mask 1; padding dropped, so a
@@ -127,7 +127,7 @@ static int gather_tokens(dsp_node *node, encode_ctx *c, const dsp_packet *p, int
     const bert_config *cfg = bert_get_config(c->bert);
     const dsp_tensor *ids = dsp_packet_tensor(p, "input_ids");
     if (!ids || ids->ndim != 1 || !is_index_vector(ids, ids->shape[0]))
-        return item_fail(node, p, DSP_EINVAL, "no input_ids (i64 or i32 [n] on the CPU): connect text.tokenize");
+        return fail_packet(node, p, DSP_EINVAL, "no input_ids (i64 or i32 [n] on the CPU): connect text.tokenize");
     int64_t n = ids->shape[0];
     const dsp_tensor *mask = dsp_packet_tensor(p, "attention_mask");
     const dsp_tensor *types = dsp_packet_tensor(p, "token_type_ids");
@@ -145,21 +145,21 @@ static int gather_tokens(dsp_node *node, encode_ctx *c, const dsp_packet *p, int
             snprintf(why, sizeof why, "token %lld: id %lld / type %lld outside the model's vocabulary (%lld) / "
                      "types (%lld): wrong tokenizer?", (long long)i, (long long)id, (long long)type,
                      (long long)cfg->vocab, (long long)cfg->type_vocab);
-            return item_fail(node, p, DSP_EINVAL, why);
+            return fail_packet(node, p, DSP_EINVAL, why);
         }
         dst[len] = id;
         dst[n + len] = type;
         len++;
     }
     if (len == 0)
-        return item_fail(node, p, DSP_EINVAL, "no tokens (empty input_ids or all masked)");
+        return fail_packet(node, p, DSP_EINVAL, "no tokens (empty input_ids or all masked)");
     if (len > cfg->max_positions - cfg->position_offset) {
         char why[200];
         snprintf(why, sizeof why, "%lld tokens, more than the model's %lld positions: truncate in text.tokenize "
                  "(truncation=longest_first max_length=%lld)", (long long)len,
                  (long long)(cfg->max_positions - cfg->position_offset),
                  (long long)(cfg->max_positions - cfg->position_offset));
-        return item_fail(node, p, DSP_ELIMIT, why);
+        return fail_packet(node, p, DSP_ELIMIT, why);
     }
     s->ids = dst;
     s->type_ids = dst + n;
@@ -186,12 +186,14 @@ static int emit_embedding(dsp_node *node, encode_ctx *c, dsp_packet *src, const 
     }
     if (err < 0) {
         dsp_packet_unref(&p);
-        return item_fail(node, src, err, "cannot build the output packet");
+        fail_packet(node, src, err, "cannot build the output packet");
+        return 0;               /* that item fails; the others go on */
     }
     return dsp_node_emit(node, 0, p);
 }
 
-/* Encode in[0..n) (all valid) and emit them in order. */
+/* Encode in[0..n) (all valid) and emit them in order. A failure of the
+ * model fails each of them. */
 static int encode_run(dsp_node *node, encode_ctx *c, dsp_packet **in, int n)
 {
     if (n == 0)
@@ -199,8 +201,11 @@ static int encode_run(dsp_node *node, encode_ctx *c, dsp_packet **in, int n)
     bert_encode_opts o = { .pooling = c->pooling == 1 ? BERT_POOL_CLS : BERT_POOL_MEAN,
                            .normalize = c->normalize, .token_budget = c->token_budget };
     int rc = bert_encode(c->bert, c->seqs, n, &o, c->emb);
-    if (rc < 0)
-        return item_fail(node, in[0], rc, bert_errmsg(c->bert));
+    if (rc < 0) {
+        for (int k = 0; k < n; k++)
+            fail_packet(node, in[k], rc, bert_errmsg(c->bert));
+        return 0;
+    }
     int64_t H = bert_get_config(c->bert)->hidden;
     for (int k = 0; k < n; k++)
         if ((rc = emit_embedding(node, c, in[k], c->emb + k * H)) < 0)
@@ -208,18 +213,23 @@ static int encode_run(dsp_node *node, encode_ctx *c, dsp_packet **in, int n)
     return 0;
 }
 
+/* Packets that cannot be encoded fail alone (dsp_node_fail_packet); the
+ * others run as one call to bert_encode. */
 static int encode_batch(dsp_node *node, dsp_packet **in, int n)
 {
     encode_ctx *c = dsp_node_priv(node);
     int64_t H = bert_get_config(c->bert)->hidden;
     if (n > c->nseqs) {
         bert_seq *s = realloc(c->seqs, (size_t)n * sizeof *s);
-        float *e = s ? realloc(c->emb, (size_t)n * (size_t)H * sizeof *e) : NULL;
         if (s)
             c->seqs = s;
+        dsp_packet **ok = s ? realloc(c->ok, (size_t)n * sizeof *ok) : NULL;
+        if (ok)
+            c->ok = ok;
+        float *e = ok ? realloc(c->emb, (size_t)n * (size_t)H * sizeof *e) : NULL;
         if (e)
             c->emb = e;
-        if (!s || !e)
+        if (!s || !ok || !e)
             return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
         c->nseqs = n;
     }
@@ -238,15 +248,11 @@ static int encode_batch(dsp_node *node, dsp_packet **in, int n)
         c->tokens_cap = need;
     }
     int64_t used = 0;
-    for (int k = 0; k < n; k++) {
-        int rc = gather_tokens(node, c, in[k], &used, &c->seqs[k]);
-        if (rc < 0) {
-            /* a batch reports one failure: the items before the bad one still go out */
-            int rc2 = encode_run(node, c, in, k);
-            return rc2 < 0 ? rc2 : rc;
-        }
-    }
-    return encode_run(node, c, in, n);
+    int nok = 0;
+    for (int k = 0; k < n; k++)
+        if (gather_tokens(node, c, in[k], &used, &c->seqs[nok]) == 0)
+            c->ok[nok++] = in[k];
+    return encode_run(node, c, c->ok, nok);
 }
 
 static int encode_process(dsp_node *node, dsp_packet **in)
@@ -260,6 +266,7 @@ static void encode_fini(dsp_node *node)
     bert_close(&c->bert);      /* before its context: the model borrows it */
     dsp_context_free(&c->dctx);
     free(c->seqs);
+    free(c->ok);
     free(c->tokens);
     free(c->emb);
 }

@@ -31,6 +31,7 @@ typedef struct tokenize_ctx {
     int nenc;
     const char **texts, **pairs;
     size_t *tlen, *plen;
+    dsp_packet **ok;            /* the batch's packets still in the running, in order */
 } tokenize_ctx;
 
 static const char *const trunc_choices[] = { "file", "none", "longest_first", "only_first", "only_second", NULL };
@@ -133,12 +134,8 @@ static int get_text(dsp_node *node, const dsp_packet *p, const char *field, cons
         *len = (size_t)t->shape[0];
         return 0;
     }
-    const char *src = NULL;
-    dsp_meta_get_str(m, "source", &src);
-    return dsp_node_fail(node, DSP_ENOENT, "item %lld%s%s%s: no text: the packet has neither a string "
-                         "metadata '%s' nor a 1-D u8 tensor '%s' (set field=...)",
-                         (long long)dsp_packet_item(p), src ? " (" : "", src ? src : "", src ? ")" : "",
-                         field, field);
+    return dsp_node_fail_packet(node, p, DSP_ENOENT, "no text: the packet has neither a string metadata '%s' "
+                                "nor a 1-D u8 tensor '%s' (set field=...)", field, field) < 0 ? DSP_ESTATE : DSP_ENOENT;
 }
 
 static int add_i64(dsp_packet *p, const char *name, int ndim, const int64_t *shape, dsp_tensor **out)
@@ -181,8 +178,8 @@ static int emit_encoding(dsp_node *node, dsp_packet *src, const tok_encoding *e)
         err = dsp_meta_set_int(dsp_packet_meta(p), "num_tokens", n);
     if (err < 0) {
         dsp_packet_unref(&p);
-        return dsp_node_fail(node, err, "item %lld: cannot build the output: %s", (long long)dsp_packet_item(src),
-                             dsp_strerror(err));
+        dsp_node_fail_packet(node, src, err, "cannot build the output: %s", dsp_strerror(err));
+        return 0;               /* that item fails; the others go on */
     }
     return dsp_node_emit(node, 0, p);
 }
@@ -205,46 +202,55 @@ static int tokenize_batch(dsp_node *node, dsp_packet **in, int n)
         c->pairs = malloc((size_t)n * sizeof *c->pairs);
         c->tlen = malloc((size_t)n * sizeof *c->tlen);
         c->plen = malloc((size_t)n * sizeof *c->plen);
-        if (!c->texts || !c->pairs || !c->tlen || !c->plen)
+        free(c->ok);
+        c->ok = malloc((size_t)n * sizeof *c->ok);
+        if (!c->texts || !c->pairs || !c->tlen || !c->plen || !c->ok)
             return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
     }
-    int pair = c->pair_field[0] != '\0';
+    int pair = c->pair_field[0] != '\0', nok = 0;
     for (int k = 0; k < n; k++) {
-        int err = get_text(node, in[k], c->field, &c->texts[k], &c->tlen[k]);
+        int err = get_text(node, in[k], c->field, &c->texts[nok], &c->tlen[nok]);
         if (!err && pair)
-            err = get_text(node, in[k], c->pair_field, &c->pairs[k], &c->plen[k]);
-        if (err)
+            err = get_text(node, in[k], c->pair_field, &c->pairs[nok], &c->plen[nok]);
+        if (err == DSP_ESTATE)
             return err;
+        if (!err)
+            c->ok[nok++] = in[k];   /* else its item failed alone */
     }
-    int err = tok_encode_batch(c->tok, (size_t)n, c->texts, c->tlen, pair ? c->pairs : NULL,
+    if (nok == 0)
+        return 0;
+    int err = tok_encode_batch(c->tok, (size_t)nok, c->texts, c->tlen, pair ? c->pairs : NULL,
                                pair ? c->plen : NULL, &c->opt, c->enc);
-    int bad = n, code = err;
     if (err) {
-        /* which item failed: the ones before it still go out (padded among themselves), then
-         * that item's failure; a batch can report only one */
-        for (bad = 0; bad < n; bad++)
-            if ((code = tok_encode(c->tok, c->texts[bad], c->tlen[bad], pair ? c->pairs[bad] : NULL,
-                                   pair ? c->plen[bad] : 0, &c->opt, &c->enc[bad])) < 0)
-                break;
-        if (bad == n) {         /* only the batch as a whole failed (padding): report item 0 */
-            bad = 0;
-            code = err;
+        /* find the texts that fail alone, fail their items, encode the rest
+         * again (padded among themselves); if that still fails, they all do */
+        int kept = 0;
+        for (int k = 0; k < nok; k++) {
+            int code = tok_encode(c->tok, c->texts[k], c->tlen[k], pair ? c->pairs[k] : NULL,
+                                  pair ? c->plen[k] : 0, &c->opt, &c->enc[k]);
+            if (code < 0) {
+                dsp_node_fail_packet(node, c->ok[k], code, "%s", tok_errmsg(c->tok));
+                continue;
+            }
+            c->ok[kept] = c->ok[k];
+            c->texts[kept] = c->texts[k];
+            c->tlen[kept] = c->tlen[k];
+            if (pair) {
+                c->pairs[kept] = c->pairs[k];
+                c->plen[kept] = c->plen[k];
+            }
+            kept++;
         }
-        char msg[600];
-        snprintf(msg, sizeof msg, "%s", tok_errmsg(c->tok));
-        if (bad > 0 && tok_encode_batch(c->tok, (size_t)bad, c->texts, c->tlen, pair ? c->pairs : NULL,
-                                        pair ? c->plen : NULL, &c->opt, c->enc) < 0)
-            bad = 0;
-        for (int k = 0; k < bad; k++)
-            if ((err = emit_encoding(node, in[k], &c->enc[k])) < 0)
-                return err;
-        const char *src = NULL;
-        dsp_meta_get_str(dsp_packet_meta_const(in[bad]), "source", &src);
-        return dsp_node_fail(node, code, "item %lld%s%s%s: %s", (long long)dsp_packet_item(in[bad]),
-                             src ? " (" : "", src ? src : "", src ? ")" : "", msg);
+        nok = kept;
+        if ((err = tok_encode_batch(c->tok, (size_t)nok, c->texts, c->tlen, pair ? c->pairs : NULL,
+                                    pair ? c->plen : NULL, &c->opt, c->enc)) < 0) {
+            for (int k = 0; k < nok; k++)
+                dsp_node_fail_packet(node, c->ok[k], err, "%s", tok_errmsg(c->tok));
+            return 0;
+        }
     }
-    for (int k = 0; k < n; k++)
-        if ((err = emit_encoding(node, in[k], &c->enc[k])) < 0)
+    for (int k = 0; k < nok; k++)
+        if ((err = emit_encoding(node, c->ok[k], &c->enc[k])) < 0)
             return err;
     return 0;
 }
@@ -264,6 +270,7 @@ static void tokenize_fini(dsp_node *node)
     free(c->pairs);
     free(c->tlen);
     free(c->plen);
+    free(c->ok);
     tok_free(&c->tok);
 }
 

@@ -48,6 +48,11 @@ DSP_API dsp_packet *dsp_harness_pull(dsp_harness *h, int port);
 DSP_API int dsp_harness_pending(const dsp_harness *h, int port);
 /* The message of the last failure (dsp_node_fail), "" if none. */
 DSP_API const char *dsp_harness_errmsg(const dsp_harness *h);
+/* Items failed one by one with dsp_node_fail_packet (a batch that went on
+ * without them), in the order recorded: their count, and the item number
+ * and message of the i-th (borrowed; valid until dsp_harness_free). */
+DSP_API int dsp_harness_item_failures(const dsp_harness *h);
+DSP_API int dsp_harness_item_failure(const dsp_harness *h, int i, int64_t *item, const char **msg);
 DSP_API dsp_node *dsp_harness_node(dsp_harness *h);
 /* Call fini() and free everything, including unpulled packets. */
 DSP_API void dsp_harness_free(dsp_harness **h);

@@ -254,6 +254,15 @@ DSP_API int dsp_node_emit(dsp_node *node, int port, dsp_packet *pkt);
 DSP_API int dsp_node_fail(dsp_node *node, int code, const char *fmt, ...)
     DSP_PRINTF(3, 4);
 
+/* Record that the item of pkt (one of the callback's inputs) failed, while
+ * the callback goes on with the others and returns 0: a batch with one bad
+ * packet fails that item alone (errors file under --on-error skip) and
+ * emits the rest. The message says what is wrong with this input, without
+ * its item number (the core adds it). Returns 0, or DSP_ESTATE outside a
+ * callback or for a NULL packet. */
+DSP_API int dsp_node_fail_packet(dsp_node *node, const dsp_packet *pkt, int code, const char *fmt, ...)
+    DSP_PRINTF(4, 5);
+
 /* Log with the node's context: "[name@op] message". */
 DSP_API void dsp_node_log(const dsp_node *node, dsp_log_level level,
                           const char *fmt, ...) DSP_PRINTF(3, 4);
