@@ -1,4 +1,4 @@
-/* plugin.c - descriptor of dsp_builtin.so: file lists, tensor readers/writers and JSON sinks. */
+/* plugin.c - descriptor of dsp_builtin.so: file lists, tensor readers/writers, JSON and CSV sinks. */
 #include "builtin.h"
 
 static const dsp_op_def *const builtin_ops[] = {
@@ -9,9 +9,10 @@ static const dsp_op_def *const builtin_ops[] = {
     &builtin_sink_jsonl_op,
     &builtin_sink_json_op,
     &builtin_sink_null_op,
+    &builtin_csv_write_op,
     NULL
 };
 
 DSP_PLUGIN_DEFINE("builtin", "0.1.0", "MIT",
-                  "file lists, .npy/.safetensors readers and writers, JSON sinks",
+                  "file lists, .npy/.safetensors readers and writers, JSON and CSV sinks",
                   builtin_ops)
