@@ -65,6 +65,19 @@ else
     echo "SKIP: no python3: CSV not read back"
 fi
 
+# ---- meta.set tags every row; a value that is not a JSON object stops the run ------
+cat >tag.pipe <<'EOF'
+files = files.list dir=in
+tag   = meta.set   json="{\"site\": \"A, north\", \"dose\": [1.5, 2]}"
+csv   = csv.write  path=tagged.csv columns=[name, site, dose]
+files -> tag -> csv
+EOF
+expect 0 meta-set -- "$DSPIPE" -q tag.pipe
+[ "$(grep -c '"A, north","\[1.5,2\]"' tagged.csv)" = 6 ] && ok || fail "meta.set keys not in every row"
+sed 's/json=".*"/json="[1, 2]"/' tag.pipe >tag_bad.pipe
+expect 2 meta-set-not-object -- "$DSPIPE" -q tag_bad.pipe
+has err "json: want an object" meta-set-not-object
+
 # ---- a bad separator fails before anything runs, naming the parameter -----------
 cat >bad.pipe <<'EOF'
 files = files.list dir=in

@@ -14,6 +14,7 @@ extern const dsp_op_def builtin_sink_jsonl_op;
 extern const dsp_op_def builtin_sink_json_op;
 extern const dsp_op_def builtin_sink_null_op;
 extern const dsp_op_def builtin_csv_write_op;
+extern const dsp_op_def builtin_meta_set_op;
 
 /* Read the tensor file at path into pkt (writable), telling .npy from
  * .safetensors by their first bytes, not the extension. A .npy tensor is

@@ -10,6 +10,7 @@ static const dsp_op_def *const builtin_ops[] = {
     &builtin_sink_json_op,
     &builtin_sink_null_op,
     &builtin_csv_write_op,
+    &builtin_meta_set_op,
     NULL
 };
 
