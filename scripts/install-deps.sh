@@ -13,6 +13,7 @@ PACKAGES=(
     libjansson-dev libpng-dev libturbojpeg0-dev libjpeg62-turbo-dev libopenjp2-7-dev
     libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
     libdcmtk-dev dcmtk libopenblas-dev libpcre2-dev libutf8proc-dev
+    libfreetype-dev fonts-dejavu-core   # image.overlay text: FreeType + DejaVuSansMono.ttf
     gstreamer1.0-tools valgrind graphviz python3 python3-numpy
     python3-pydicom             # DICOM test files read by tests/test_dicom.c
     dicom3tools                 # dciodvfy: validates the SC / SR files in tests/test_dicom_write.sh

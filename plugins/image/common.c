@@ -80,6 +80,20 @@ int image_tensor_new(dsp_dtype dt, const image_geom *g, dsp_tensor **out)
     return dsp_tensor_new(dt, 3, shape, out);
 }
 
+int image_contiguous_hwc(dsp_tensor *t, dsp_tensor **out)
+{
+    dsp_tensor *src = NULL;
+    int err = dsp_tensor_contiguous(t, &src);
+    if (err < 0 || src->ndim == 3) {
+        *out = src;
+        return err;
+    }
+    int64_t shape[3] = { src->shape[0], src->shape[1], 1 };
+    err = dsp_tensor_from_buffer(src->dtype, 3, shape, NULL, src->buf, src->offset, out);
+    dsp_tensor_unref(&src);
+    return err;
+}
+
 /* Pillow's "L" from RGB: ITU-R 601-2 luma in 16-bit fixed point. For 16-bit
  * samples the same weights apply (the product fits in 64 bits). */
 static inline uint64_t luma(uint64_t r, uint64_t g, uint64_t b)

@@ -185,17 +185,9 @@ static int encode_process(dsp_node *node, dsp_packet **in)
         return dsp_node_fail(node, DSP_EUNSUPPORTED, "%s: a %s image: JPEG has no alpha "
                              "channel; set drop_alpha=true to write the colour only, or write "
                              "PNG", where, g.c == 2 ? "gray+alpha" : "RGBA");
-    if ((err = dsp_tensor_contiguous(t, &src)) < 0)
+    if ((err = image_contiguous_hwc(t, &src)) < 0)
         return dsp_node_fail(node, err, "%s: out of memory", where);
-    if (src->ndim == 2) {
-        /* H x W: one channel */
-        int64_t shape[3] = { g.h, g.w, 1 };
-        err = dsp_tensor_from_buffer(src->dtype, 3, shape, NULL, src->buf, src->offset, &x);
-        dsp_tensor_unref(&src);
-        src = x;
-        x = NULL;
-    }
-    if (!err && jpeg && (g.c == 2 || g.c == 4) &&
+    if (jpeg && (g.c == 2 || g.c == 4) &&
         (err = image_convert_channels(src, (int)g.c - 1, &x)) == 0) {
         dsp_tensor_unref(&src);
         src = x;

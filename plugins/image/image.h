@@ -16,6 +16,7 @@ extern const dsp_op_def image_resize_op;
 extern const dsp_op_def image_crop_op;
 extern const dsp_op_def image_pad_op;
 extern const dsp_op_def image_normalize_op;
+extern const dsp_op_def image_overlay_op;
 
 /* Room for a decoder's reason, without the file name (the caller adds it). */
 #define IMAGE_WHY 384
@@ -103,6 +104,10 @@ int image_gather(const dsp_tensor *src, const image_geom *g, int64_t oh, int64_t
                  const int64_t *rows, const int64_t *cols, const void *fill,
                  dsp_tensor **out);
 
+/* A contiguous H x W x C view of t, an H x W x C or (one channel) H x W image
+ * (new reference; it may share t's buffer). 0 or DSP_ENOMEM. */
+int image_contiguous_hwc(dsp_tensor *t, dsp_tensor **out);
+
 /* ---- pixel operations on contiguous u8/u16 HWC tensors -------------------- */
 /* Convert between gray (1), gray+alpha (2), RGB (3) and RGBA (4) the way
  * Pillow's Image.convert does: gray = (19595 R + 38470 G + 7471 B + 2^15)
@@ -128,5 +133,59 @@ enum { IMAGE_FILTER_NEAREST, IMAGE_FILTER_BILINEAR, IMAGE_FILTER_BICUBIC, IMAGE_
  * wide to tabulate). */
 int image_resample(const dsp_tensor *src, const image_geom *g, int64_t ow, int64_t oh,
                    int filter, int antialias, int premultiply, dsp_tensor **out);
+
+/* ---- drawing on u8 RGB / RGBA images (draw.c, text.c) -------------------- */
+/* A contiguous u8 H x W x C pixel buffer, C = 3 or 4, drawn on in place.
+ * Every primitive clips at the borders: pixels outside are skipped. */
+typedef struct image_canvas {
+    uint8_t *px;
+    int64_t w, h;
+    int c;
+} image_canvas;
+
+typedef struct image_rgb {
+    uint8_t r, g, b;
+} image_rgb;
+
+/* "#rrggbb" or one of a few names (red, green, blue, yellow, cyan, magenta,
+ * white, black, orange); 0 or DSP_EINVAL. */
+int image_parse_color(const char *s, image_rgb *out);
+
+/* Paint pixel (x, y) with col at coverage cover (0-255): each channel
+ * becomes (dst (255 - cover) + col cover + 127) / 255; alpha, when there is
+ * one, becomes cover + dst (255 - cover) / 255 ("over"). */
+void image_blend(const image_canvas *cv, int64_t x, int64_t y, image_rgb col, unsigned cover);
+/* Outline of the rectangle with inclusive corners (x0, y0), (x1, y1) (x0 <=
+ * x1, y0 <= y1), thickness pixels wide, growing inward. */
+void image_draw_rect(const image_canvas *cv, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
+                     int thickness, image_rgb col);
+/* A Bresenham line (not anti-aliased) from (x0, y0) to (x1, y1), both ends
+ * included, each point stamped with a thickness x thickness square (its
+ * centre pixel rounded up-left for even sizes). */
+void image_draw_line(const image_canvas *cv, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
+                     int thickness, image_rgb col);
+/* The boundary of every labelled region of mask (u8, w x h like cv, 0 =
+ * background): a pixel of label v > 0 whose 4-neighbour differs or lies
+ * outside the image gets palette[(v - 1) % n]. */
+void image_draw_contours(const image_canvas *cv, const uint8_t *mask, const image_rgb *palette,
+                         int n);
+
+/* A TrueType/OpenType face at one pixel size (FreeType). NULL-safe free. */
+typedef struct image_font image_font;
+/* Load path at size pixels (em height). On failure the reason, naming the
+ * file (and for a missing file the Debian package of the default font), is
+ * in why (IMAGE_WHY bytes): DSP_ENOENT, DSP_EFORMAT, DSP_EUNSUPPORTED (built
+ * without FreeType) or DSP_ENOMEM. */
+int image_font_open(const char *path, int size, image_font **out, char *why);
+void image_font_free(image_font **f);
+/* Height of a line in pixels: ascender - descender, no extra gap. */
+int image_font_line_height(const image_font *f);
+/* Draw UTF-8 text with its first line's top (the ascender line) at y and
+ * its left edge at x; '\n' starts a new line. Glyphs are anti-aliased
+ * (FreeType's 8-bit coverage, hinted) and blended with image_blend; no
+ * kerning, no shaping (one glyph per code point). 0, DSP_EFORMAT (bad
+ * UTF-8) or DSP_EFORMAT from FreeType with the reason in why. */
+int image_draw_text(const image_canvas *cv, image_font *f, int64_t x, int64_t y,
+                    const char *text, image_rgb col, char *why);
 
 #endif /* DSP_IMAGE_H */
