@@ -84,6 +84,8 @@ int dspi_write_inspect(const dsp_context *ctx, const dsp_op_def *op, FILE *out)
     }
     if (op->flags & DSP_OP_CUDA)
         dspi_str_append(&b, any++ ? ", cuda" : " cuda");
+    if (op->flags & DSP_OP_GATHER)
+        dspi_str_append(&b, any++ ? ", gather (no --resume)" : " gather (no --resume)");
     dspi_str_append(&b, any ? "\n" : " none\n");
 
     write_ports(&b, "Inputs", op->inputs);

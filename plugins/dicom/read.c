@@ -491,6 +491,8 @@ const dsp_op_def dicom_read_op = {
     .outputs = read_out,
     .params = read_params,
     .priv_size = sizeof(read_ctx),
+    /* every file is held until the end of the stream, where series form */
+    .flags = DSP_OP_GATHER,
     .init = read_init,
     .process = read_process,
     .flush = read_flush,

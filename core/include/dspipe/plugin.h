@@ -156,7 +156,15 @@ enum {
     DSP_OP_SINK      = 1 << 1,  /* writes results; counted for progress      */
     DSP_OP_BATCHABLE = 1 << 2,  /* single input; process_batch() gets up to
                                    `batch` packets (see max_batch)            */
-    DSP_OP_CUDA      = 1 << 3   /* can run on a CUDA device                  */
+    DSP_OP_CUDA      = 1 << 3,  /* can run on a CUDA device                  */
+    DSP_OP_GATHER    = 1 << 4   /* keeps what it took from an item past the
+                                   call that consumed it: emits or commits
+                                   results at end of stream (one file of all
+                                   items, one volume from many files). Such a
+                                   pipeline cannot journal items as done one
+                                   by one, so --resume refuses it. Ops whose
+                                   behaviour depends on a parameter set it per
+                                   node with dsp_node_set_gather().           */
 };
 
 typedef struct dsp_op_def {
@@ -270,6 +278,12 @@ DSP_API void dsp_node_log(const dsp_node *node, dsp_log_level level,
 /* Progress of a long-running source: done out of total (total <= 0 when
  * unknown). Feeds the progress bar and --profile. */
 DSP_API void dsp_node_progress(dsp_node *node, int64_t done, int64_t total);
+
+/* Say from init() whether this node gathers items (see DSP_OP_GATHER),
+ * overriding the op's flag: an op that gathers only in some modes clears it
+ * when the parameters ask for one output per item. Other callbacks: no
+ * effect. */
+DSP_API void dsp_node_set_gather(dsp_node *node, int gathers);
 
 /* Non-zero once the run is stopping (SIGINT, abort): long loops inside a
  * callback should return early. */
