@@ -70,9 +70,9 @@ int dspi_types_compatible(const char *out_type, const char *in_type)
 
 static void build_options(builder *bd)
 {
-    static const char *const keys[] = { "on_error", "errors", "queue" };
+    static const char *const keys[] = { "on_error", "errors", "queue", "journal" };
     dspi_pfile *pf = bd->pf;
-    int seen[3] = { 0, 0, 0 };
+    int seen[4] = { 0, 0, 0, 0 };
 
     for (int k = 0; k < pf->n_opts; k++) {
         dspi_popt *o = &pf->opts[k];
@@ -81,13 +81,13 @@ static void build_options(builder *bd)
 
         if (!o->key || o->damaged)
             continue;
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < (int)DSPI_ARRAY_LEN(keys); j++)
             if (strcmp(o->key, keys[j]) == 0)
                 which = j;
         if (which < 0) {
-            const char *near = dspi_nearest(o->key, keys, 3);
+            const char *near = dspi_nearest(o->key, keys, (int)DSPI_ARRAY_LEN(keys));
             dspi_diag_add(pf, o->at, near ? dspi_fmt("did you mean '%s'?", near)
-                          : dspi_fmt("options are: on_error, errors, queue"),
+                          : dspi_fmt("options are: on_error, errors, queue, journal"),
                           "unknown option '%s'", o->key);
             continue;
         }
@@ -114,6 +114,9 @@ static void build_options(builder *bd)
         } else if (which == 1) {
             free(bd->g->errors_path);
             bd->g->errors_path = dspi_fmt("%s", v);
+        } else if (which == 3) {
+            free(bd->g->journal_path);
+            bd->g->journal_path = dspi_fmt("%s", v);
         } else {
             char *end;
             long q = strtol(v, &end, 10);
@@ -740,6 +743,7 @@ void dspi_graph_free(dspi_graph **gp)
     free(g->path);
     free(g->dir);
     free(g->errors_path);
+    free(g->journal_path);
     free(g);
     *gp = NULL;
 }

@@ -131,6 +131,7 @@ typedef struct dspi_graph {
     /* `option` statements; 0 / NULL when not given */
     dsp_on_error on_error;
     char *errors_path;
+    char *journal_path;
     int queue_size;
 } dspi_graph;
 

@@ -33,6 +33,7 @@ int dspi_node_setup(dsp_node *n, const dspi_gnode *g, int index,
     n->batch = 1;
     n->last_consumed = -1;
     n->failed_item = -1;
+    n->gathers = (g->op->flags & DSP_OP_GATHER) != 0;
     dspi_str_printf(&lab, "%s@%s", g->name, g->op->name);
     if (lab.oom) {
         dspi_str_free(&lab);
@@ -331,6 +332,11 @@ void dsp_node_progress(dsp_node *node, int64_t done, int64_t total)
 {
     atomic_store(&node->progress_done, done);
     atomic_store(&node->progress_total, total);
+}
+
+void dsp_node_set_gather(dsp_node *node, int gathers)
+{
+    node->gathers = gathers != 0;
 }
 
 int dsp_node_stopping(const dsp_node *node)

@@ -122,10 +122,18 @@ static int default_threads(void)
     return n > 0 ? (int)DSPI_MIN(n, 256) : 1;
 }
 
+/* done.jsonl beside the errors file: both describe the run's items. */
+static char *default_journal_path(const char *errors_path)
+{
+    const char *slash = strrchr(errors_path, '/');
+    return dspi_fmt("%.*sdone.jsonl", slash ? (int)(slash - errors_path + 1) : 0, errors_path);
+}
+
 int dsp_pipeline_run(dsp_pipeline *p, const dsp_run_opts *opts)
 {
     dsp_run_opts o;
     dsp_device dev;
+    char *journal;
     int err, threads;
 
     dsp_run_opts_init(&o);
@@ -171,7 +179,14 @@ int dsp_pipeline_run(dsp_pipeline *p, const dsp_run_opts *opts)
     }
     if (atomic_load(&p->interrupt))
         atomic_store(&p->sched.interrupt, 1);
-    return dspi_sched_run(&p->sched, threads, o.progress);
+    journal = o.journal_path ? strdup(o.journal_path)
+              : p->g->journal_path ? strdup(p->g->journal_path)
+                                   : default_journal_path(p->sched.errors_path);
+    if (!journal)
+        return DSP_ENOMEM;
+    err = dspi_sched_run(&p->sched, threads, o.progress, journal, o.resume);
+    free(journal);
+    return err;
 }
 
 void dsp_pipeline_interrupt(dsp_pipeline *p)

@@ -26,13 +26,14 @@ static void format_duration(char *dst, size_t n, double s)
 }
 
 /* Items finished: the sink that saw the most (a pipeline with several sinks
- * sees each item several times) plus the items that failed on the way. */
+ * sees each item several times) plus the items that failed on the way and
+ * those an earlier run finished (--resume). */
 static int64_t items_done(const dspi_sched *s)
 {
     int64_t best = 0;
     for (int i = 0; i < s->n_nodes; i++)
         best = DSPI_MAX(best, s->nodes[i].st.items_done);
-    return best + s->n_failed;
+    return best + s->n_failed + s->journal.skipped;
 }
 
 /* Called with the scheduler lock held, from the monitoring thread only. */

@@ -61,26 +61,36 @@ const char *dspi_packet_input_name(dsp_packet *const *in, int n)
     return NULL;
 }
 
+int dspi_record_line(FILE **fp, int *open_failed, const char *path, const char *mode,
+                     const char *what, const char *otherwise, struct json_t *rec)
+{
+    char *line;
+
+    if (!*fp && !*open_failed) {
+        /* the file usually sits in the run's output folder, which the sinks
+         * may not have made yet */
+        int e = dspi_make_parent_dirs(path);
+        if (e || !(*fp = fopen(path, mode))) {
+            *open_failed = 1;
+            dsp_log(DSP_LOG_ERROR, "dspipe", "cannot write the %s %s: %s; %s", what, path,
+                    strerror(e ? e : errno), otherwise);
+        }
+    }
+    if (!*fp || !(line = json_dumps(rec, JSON_COMPACT | JSON_ENSURE_ASCII)))
+        return -1;
+    /* one flushed line per record: a crash later loses nothing */
+    fprintf(*fp, "%s\n", line);
+    fflush(*fp);
+    dspi_json_free(line);
+    return 0;
+}
+
 static void write_error_record(dspi_sched *s, const dsp_node *n, int64_t item,
                                int64_t part, const char *input, int code,
                                const char *msg)
 {
-    json_t *rec;
-    char *line;
+    json_t *rec = json_object();
 
-    if (!s->errors_fp && !s->errors_open_failed) {
-        /* the log usually sits in the run's output folder, which the sinks
-         * may not have made yet when the first item fails */
-        int e = dspi_make_parent_dirs(s->errors_path);
-        if (e || !(s->errors_fp = fopen(s->errors_path, "w"))) {
-            s->errors_open_failed = 1;
-            dsp_log(DSP_LOG_ERROR, "dspipe", "cannot write the error log %s: %s; "
-                    "failures are only reported here", s->errors_path, strerror(e ? e : errno));
-        }
-    }
-    if (!s->errors_fp)
-        return;
-    rec = json_object();
     json_object_set_new(rec, "node", json_string(n->name));
     json_object_set_new(rec, "op", json_string(n->op->name));
     json_object_set_new(rec, "item", item >= 0 ? json_integer(item) : json_null());
@@ -88,12 +98,8 @@ static void write_error_record(dspi_sched *s, const dsp_node *n, int64_t item,
     json_object_set_new(rec, "input", input ? json_string(input) : json_null());
     json_object_set_new(rec, "code", json_string(dsp_strerror(code)));
     json_object_set_new(rec, "error", json_string(msg ? msg : ""));
-    if ((line = json_dumps(rec, JSON_COMPACT | JSON_ENSURE_ASCII))) {
-        /* one flushed line per failure: a crash later loses nothing */
-        fprintf(s->errors_fp, "%s\n", line);
-        fflush(s->errors_fp);
-        dspi_json_free(line);
-    }
+    dspi_record_line(&s->errors_fp, &s->errors_open_failed, s->errors_path, "w",
+                     "error log", "failures are only reported here", rec);
     json_decref(rec);
 }
 
@@ -146,6 +152,8 @@ void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out)
         if (s->nodes[i].op->flags & DSP_OP_SOURCE)
             for (int p = 0; p < s->nodes[i].n_out; p++)
                 out->items_in = DSPI_MAX(out->items_in, s->nodes[i].last_emitted[p] + 1);
+    out->items_skipped = s->journal.skipped;
+    out->items_in -= out->items_skipped;
     out->items_failed = s->n_failed;
     out->packets = atomic_load(&((dspi_sched *)s)->packets);
     out->seconds = (dspi_now_ns() - s->t_start_ns) / 1e9;

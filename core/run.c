@@ -83,6 +83,7 @@ void dspi_sched_free(dspi_sched *s)
     free(s->readyq);
     free(s->failed_items);
     free(s->abort_msg);
+    dspi_journal_free(&s->journal);
     if (s->errors_fp)
         fclose(s->errors_fp);
     pthread_mutex_destroy(&s->lock);
@@ -106,14 +107,19 @@ static int init_nodes(dspi_sched *s)
     return 0;
 }
 
-int dspi_sched_run(dspi_sched *s, int threads, int progress)
+int dspi_sched_run(dspi_sched *s, int threads, int progress, const char *journal,
+                   int resume)
 {
     pthread_t *tids;
     int started = 0, err;
+    dsp_run_stats st;
 
     s->t_start_ns = dspi_now_ns();
     s->progress = progress;
     if ((err = init_nodes(s)) < 0)
+        goto fini;
+    /* after init: an op may say there whether it gathers items */
+    if ((err = dspi_journal_setup(s, journal, resume)) < 0)
         goto fini;
     if (!(tids = calloc(threads, sizeof(*tids)))) {
         err = DSP_ENOMEM;
@@ -154,8 +160,12 @@ int dspi_sched_run(dspi_sched *s, int threads, int progress)
     for (int i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     free(tids);
+    /* an abort ended the run with items in flight: they are not journaled */
+    dspi_journal_retire(s, DSPI_ITEM_MAX);
     if (s->progress)
         dspi_progress_draw(s, 1);
+    dspi_sched_stats(s, &st);
+    dspi_journal_report(s, st.items_in + st.items_skipped);
 
     if (s->aborting) {
         err = s->abort_code ? s->abort_code : DSP_EFAILED;

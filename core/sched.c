@@ -318,6 +318,17 @@ static int64_t node_low_item(const dsp_node *n)
     return low;
 }
 
+/* Every item below this has left the graph: no queue holds a packet of
+ * it, no node runs it, and (operators emitting in item order) no node
+ * will emit it again. */
+int64_t dspi_retired_below(dspi_sched *s)
+{
+    int64_t low = DSPI_ITEM_MAX;
+    for (int i = 0; i < s->n_nodes; i++)
+        low = DSPI_MIN(low, node_low_item(&s->nodes[i]));
+    return low;
+}
+
 /* Raise the watermarks downstream of n as far as they go. Iterative: a
  * watermark only rises, so each edge changes a bounded number of times. */
 static void propagate(dspi_sched *s, dsp_node *start)
@@ -683,10 +694,17 @@ static void complete_job(dspi_sched *s, job *j)
 
     for (int i = 0; i < n->n_outbox; i++) {
         dspi_emitted *e = &n->outbox[i];
+        int skip = 0;
         /* after an item's last part, a source emits only later items */
-        if (n->op->flags & DSP_OP_SOURCE)
+        if (n->op->flags & DSP_OP_SOURCE) {
             n->src_low = DSPI_MAX(n->src_low, dsp_packet_item(e->pkt) + dsp_packet_last(e->pkt));
-        if (!s->aborting && n->state != DSPI_FINISHED)
+            /* an item the journal lists is dropped here, after the source
+             * numbered it, so the items that do run keep their numbers */
+            skip = dspi_journal_source_packet(s, n, e->pkt);
+        } else {
+            dspi_journal_check_emit(s, n, dsp_packet_item(e->pkt));
+        }
+        if (!skip && !s->aborting && n->state != DSPI_FINISHED)
             for (int k = 0; k < n->n_cons[e->port]; k++) {
                 dspi_queue *q = n->out[e->port][k];
                 if (q->dst->state == DSPI_FINISHED)
@@ -725,6 +743,7 @@ static void complete_job(dspi_sched *s, job *j)
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i])
             dspi_make_ready(s, n->in[i]->src);
+    dspi_journal_retire(s, dspi_retired_below(s));
 }
 
 static void release_job(job *j)

@@ -58,6 +58,32 @@ typedef struct dspi_node_stats {
 struct dspi_sched;
 struct dsp_harness;
 
+/* A source item on its way through the graph (journal.c). */
+typedef struct dspi_pending {
+    int64_t item;
+    char *key;                  /* malloc'd */
+} dspi_pending;
+
+/* The completion journal of a run (journal.c): one JSON line per source
+ * item that retired through the whole graph without a failure. */
+typedef struct dspi_journal {
+    char *path;                 /* malloc'd */
+    int enabled;                /* items are journaled in this run */
+    int resume;                 /* skip the items listed in `done` */
+    FILE *fp;                   /* opened (append) at the first completion */
+    int open_failed;
+    int broken;                 /* an op emitted a journaled item: stop */
+    struct json_t *done;        /* keys listed at the start: a hash set */
+    int64_t listed;             /* lines read at the start */
+    dspi_pending *pending;      /* ring, ordered by item */
+    int p_head, p_count, p_cap;
+    int64_t last_item;          /* the source item seen last, -1 before */
+    int last_skipped;           /* ... and whether it is skipped */
+    int64_t skipped;            /* source items skipped as already done */
+    int64_t written;            /* lines appended this run */
+    int64_t low;                /* every item below retired (or failed) */
+} dspi_journal;
+
 struct dsp_node {
     struct dspi_sched *sched;   /* NULL under the harness */
     struct dsp_harness *harness;
@@ -99,6 +125,7 @@ struct dsp_node {
     dspi_emitted *outbox;       /* filled by dsp_node_emit during a callback */
     int n_outbox, cap_outbox;
 
+    int gathers;                /* DSP_OP_GATHER, or dsp_node_set_gather() */
     struct json_t *claimed;     /* output paths claimed this run: a jansson
                                    object used as a hash set, NULL before */
 
@@ -149,6 +176,8 @@ typedef struct dspi_sched {
     int64_t items_done;         /* items whose last part reached a sink */
     int progress;
     int64_t progress_last_ns;
+
+    dspi_journal journal;
 } dspi_sched;
 
 int64_t dspi_now_ns(void);
@@ -163,6 +192,8 @@ void dspi_queue_drain(dspi_queue *q);
 /* Queue n if it can run now (and resolve what its joins can drop). */
 void dspi_make_ready(dspi_sched *s, dsp_node *n);
 void dspi_wait_until(dspi_sched *s, pthread_cond_t *cv, int64_t deadline_ns);
+/* The lowest item that is still in the graph (DSPI_ITEM_MAX when none). */
+int64_t dspi_retired_below(dspi_sched *s);
 /* The worker thread: runs ready nodes until the run is done. */
 void *dspi_worker_main(void *arg);
 
@@ -171,6 +202,12 @@ int dspi_item_failed(const dspi_sched *s, int64_t item);
 /* Count, log (the first few) and write to the errors file; abort under
  * on_error=abort or when the failure is not one item's. */
 void dspi_record_failure(dspi_sched *s, dsp_node *n, const dspi_failure *f);
+/* Append rec to a run's record file (errors, journal) as one flushed line,
+ * opening path with mode on first use (parent folders made). When it
+ * cannot be opened, *open_failed is set and the reason logged once, with
+ * `otherwise` (what that means). Returns 0, or -1 when nothing was written. */
+int dspi_record_line(FILE **fp, int *open_failed, const char *path, const char *mode,
+                     const char *what, const char *otherwise, struct json_t *rec);
 /* The "source" (else "path") metadata of the first packet that has one. */
 const char *dspi_packet_input_name(dsp_packet *const *in, int n);
 
@@ -187,12 +224,30 @@ void dspi_node_call_fini(dsp_node *n);
 void dspi_node_clear_error(dsp_node *n);
 
 /* sched.c */
-int dspi_sched_run(dspi_sched *s, int threads, int progress);
+/* journal: the completion journal's path; resume: skip what it lists. */
+int dspi_sched_run(dspi_sched *s, int threads, int progress, const char *journal,
+                   int resume);
 int dspi_sched_init(dspi_sched *s, dsp_context *ctx, const dspi_graph *g,
                     int queue_size, dsp_device dev, int profile);
 void dspi_sched_free(dspi_sched *s);
 int dspi_sched_write_profile(const dspi_sched *s, FILE *out);
 void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out);
+
+/* journal.c. setup: after init (nodes may change their gather flag):
+ * decide whether this run journals, start a fresh journal or, resuming,
+ * read the old one. Returns 0, or an error with the context's message set. */
+int dspi_journal_setup(dspi_sched *s, const char *path, int resume);
+/* Under the lock, for every packet a source emits: 1 when it belongs to an
+ * item the journal lists as done (the caller drops it), else 0. */
+int dspi_journal_source_packet(dspi_sched *s, const dsp_node *n, const dsp_packet *p);
+/* Under the lock: every item below low has left the graph. Journal the
+ * ones that did not fail. */
+void dspi_journal_retire(dspi_sched *s, int64_t low);
+/* Under the lock: node n emitted item; warn once if it was journaled. */
+void dspi_journal_check_emit(dspi_sched *s, const dsp_node *n, int64_t item);
+/* After the run: the resume summary line. */
+void dspi_journal_report(dspi_sched *s, int64_t items_started);
+void dspi_journal_free(dspi_journal *j);
 
 /* progress.c: draw (or finish, with final != 0) the progress line. */
 void dspi_progress_draw(dspi_sched *s, int final);

@@ -13,8 +13,10 @@
 /* Exit statuses (documented in --help and the README). */
 enum {
     EXIT_OK = 0,
-    EXIT_RUN_FAILED = 1,        /* the run failed (abort, init, I/O, device) */
-    EXIT_USAGE = 2,             /* bad command line or pipeline file */
+    EXIT_RUN_FAILED = 1,        /* the run failed (abort, init, I/O, device,
+                                   an unreadable journal) */
+    EXIT_USAGE = 2,             /* bad command line or pipeline file (also
+                                   --resume of a pipeline that cannot resume) */
     EXIT_ITEMS_FAILED = 3,      /* finished, but some items failed (errors file) */
     EXIT_INTERRUPTED = 130      /* stopped by SIGINT, outputs closed cleanly */
 };
@@ -24,6 +26,8 @@ typedef struct cli {
     int threads;
     const char *device;
     const char *errors_path;
+    const char *journal_path;
+    int resume;
     dsp_on_error on_error;
     int queue;
     int profile;
@@ -59,6 +63,10 @@ static void usage(FILE *out)
 "      --on-error POLICY    skip (default): record failed items in the errors file and\n"
 "                           go on; abort: stop at the first failure\n"
 "      --errors FILE        where failed items are recorded (default errors.jsonl)\n"
+"      --journal FILE       where finished items are recorded, one line each\n"
+"                           (default done.jsonl beside the errors file)\n"
+"      --resume             skip the items the journal lists as done (after an\n"
+"                           interrupted or killed run); new completions are added\n"
 "      --queue N            packets per edge before the producer waits (default 16)\n"
 "      --plugin-path DIR    search DIR for plugins first (repeatable); also\n"
 "                           $DSPIPE_PLUGIN_PATH, then the installed plugin directory\n"
@@ -99,13 +107,15 @@ static void log_to_stderr(void *user, dsp_log_level level, const char *ctx, cons
 static int parse_args(int argc, char **argv, cli *c, int *first_pos)
 {
     enum { OPT_DEVICE = 256, OPT_ON_ERROR, OPT_ERRORS, OPT_QUEUE, OPT_PLUGIN_PATH,
-           OPT_PROFILE, OPT_VERSION };
+           OPT_PROFILE, OPT_VERSION, OPT_JOURNAL, OPT_RESUME };
     static const struct option longopts[] = {
         { "set", required_argument, NULL, 's' },
         { "threads", required_argument, NULL, 'j' },
         { "device", required_argument, NULL, OPT_DEVICE },
         { "on-error", required_argument, NULL, OPT_ON_ERROR },
         { "errors", required_argument, NULL, OPT_ERRORS },
+        { "journal", required_argument, NULL, OPT_JOURNAL },
+        { "resume", no_argument, NULL, OPT_RESUME },
         { "queue", required_argument, NULL, OPT_QUEUE },
         { "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
         { "profile", no_argument, NULL, OPT_PROFILE },
@@ -154,6 +164,12 @@ static int parse_args(int argc, char **argv, cli *c, int *first_pos)
             break;
         case OPT_ERRORS:
             c->errors_path = optarg;
+            break;
+        case OPT_JOURNAL:
+            c->journal_path = optarg;
+            break;
+        case OPT_RESUME:
+            c->resume = 1;
             break;
         case OPT_QUEUE:
             c->queue = (int)strtol(optarg, &end, 10);
@@ -253,6 +269,7 @@ static int cmd_pipeline(dsp_context *ctx, cli *c, int argc, char **argv)
     dsp_pipeline *p = NULL;
     dsp_run_opts o;
     dsp_run_stats st;
+    char skipped[48];
     struct sigaction sa;
     int err;
 
@@ -287,6 +304,8 @@ static int cmd_pipeline(dsp_context *ctx, cli *c, int argc, char **argv)
     o.device = c->device;
     o.on_error = c->on_error;
     o.errors_path = c->errors_path;
+    o.journal_path = c->journal_path;
+    o.resume = c->resume;
     o.queue_size = c->queue;
     o.profile = c->profile;
     o.progress = c->progress;
@@ -305,15 +324,16 @@ static int cmd_pipeline(dsp_context *ctx, cli *c, int argc, char **argv)
     signal(SIGTERM, SIG_DFL);
 
     dsp_pipeline_stats(p, &st);
+    snprintf(skipped, sizeof(skipped), ", %lld already done", (long long)st.items_skipped);
     if (c->profile)
         dsp_pipeline_write_profile(p, stderr);
     if (err < 0)
         fprintf(stderr, "dspipe: %s\n", dsp_context_errmsg(ctx));
     if (!c->quiet && (err == 0 || err == DSP_EFAILED || err == DSP_EINTR))
-        fprintf(stderr, "dspipe: %lld item%s in %.2f s (%.1f items/s), %lld failed\n",
+        fprintf(stderr, "dspipe: %lld item%s in %.2f s (%.1f items/s), %lld failed%s\n",
                 (long long)st.items_in, st.items_in == 1 ? "" : "s", st.seconds,
                 st.seconds > 0 ? st.items_in / st.seconds : 0.0,
-                (long long)st.items_failed);
+                (long long)st.items_failed, c->resume ? skipped : "");
     dsp_pipeline_free(&p);
     return exit_status_for(err);
 }

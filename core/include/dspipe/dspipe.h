@@ -142,16 +142,25 @@ typedef struct dsp_run_opts {
     int queue_size;             /* packets per edge; 0 = pipe option or 16   */
     int profile;                /* collect per-node statistics               */
     int progress;               /* draw a progress bar on stderr             */
+    /* Completion journal (see docs/cli.md, "Resuming a run"). */
+    const char *journal_path;   /* NULL: pipe option `journal`, else
+                                   done.jsonl beside the errors file         */
+    int resume;                 /* skip source items the journal lists       */
 } dsp_run_opts;
 
 DSP_API void dsp_run_opts_init(dsp_run_opts *opts);
 
 /* Run to completion: init every node, stream all sources to their end,
- * flush, fini. Returns 0 when every item succeeded, DSP_EFAILED when some
- * items failed and were skipped (recorded in the errors file), DSP_EINTR
- * when interrupted (sinks still closed cleanly), DSP_EDEVICE when the
- * device cannot be used, or the failing code under on_error=abort or when
- * a node's init fails. The message is in dsp_context_errmsg(). */
+ * flush, fini. Every source item that retires through the whole graph
+ * without a failure gets a line in the completion journal; with
+ * opts->resume the items the journal already lists are not run. Returns 0
+ * when every item succeeded, DSP_EFAILED when some items failed and were
+ * skipped (recorded in the errors file), DSP_EINTR when interrupted (sinks
+ * still closed cleanly), DSP_EDEVICE when the device cannot be used,
+ * DSP_EINVAL when resume is asked of a pipeline that cannot resume,
+ * DSP_EFORMAT or DSP_EIO when the journal cannot be read, or the failing
+ * code under on_error=abort or when a node's init fails. The message is in
+ * dsp_context_errmsg(). */
 DSP_API int dsp_pipeline_run(dsp_pipeline *p, const dsp_run_opts *opts);
 
 /* Ask a running pipeline to stop: sources stop producing, what is in
@@ -167,6 +176,8 @@ typedef struct dsp_run_stats {
     int64_t items_failed;       /* items recorded as failed                  */
     int64_t packets;            /* packets moved across edges                */
     double seconds;             /* wall time of the run                      */
+    int64_t items_skipped;      /* --resume: items the journal listed as done
+                                   (not counted in items_in)                 */
 } dsp_run_stats;
 DSP_API void dsp_pipeline_stats(const dsp_pipeline *p, dsp_run_stats *out);
 
