@@ -127,6 +127,14 @@ int dspi_journal_setup(dspi_sched *s, const char *path, int resume)
 
     j->last_item = -1;
     j->resume = resume;
+    if (!path) {
+        if (!resume)
+            return 0;
+        dspi_set_error(s->ctx, "%s: cannot resume: there is no journal; the errors file %s "
+                       "is not a regular file to put done.jsonl beside. Give --journal FILE",
+                       s->g->path, s->errors_path);
+        return DSP_EINVAL;
+    }
     if (!(j->path = strdup(path)))
         return DSP_ENOMEM;
     j->enabled = journal_possible(s, &why);

@@ -122,11 +122,24 @@ static int default_threads(void)
     return n > 0 ? (int)DSPI_MIN(n, 256) : 1;
 }
 
-/* done.jsonl beside the errors file: both describe the run's items. */
-static char *default_journal_path(const char *errors_path)
+/* The journal: --journal, else option journal, else done.jsonl beside the
+ * errors file. NULL (no journal) when the errors file is not a regular
+ * file (/dev/null): there is no folder of the run to put it in. */
+static int journal_path(const dsp_run_opts *o, const dspi_graph *g, const char *errors_path,
+                        char **out)
 {
     const char *slash = strrchr(errors_path, '/');
-    return dspi_fmt("%.*sdone.jsonl", slash ? (int)(slash - errors_path + 1) : 0, errors_path);
+    struct stat st;
+
+    if (o->journal_path || g->journal_path)
+        *out = strdup(o->journal_path ? o->journal_path : g->journal_path);
+    else if (lstat(errors_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        *out = NULL;
+        return 0;
+    } else
+        *out = dspi_fmt("%.*sdone.jsonl", slash ? (int)(slash - errors_path + 1) : 0,
+                        errors_path);
+    return *out ? 0 : DSP_ENOMEM;
 }
 
 int dsp_pipeline_run(dsp_pipeline *p, const dsp_run_opts *opts)
@@ -179,11 +192,8 @@ int dsp_pipeline_run(dsp_pipeline *p, const dsp_run_opts *opts)
     }
     if (atomic_load(&p->interrupt))
         atomic_store(&p->sched.interrupt, 1);
-    journal = o.journal_path ? strdup(o.journal_path)
-              : p->g->journal_path ? strdup(p->g->journal_path)
-                                   : default_journal_path(p->sched.errors_path);
-    if (!journal)
-        return DSP_ENOMEM;
+    if ((err = journal_path(&o, p->g, p->sched.errors_path, &journal)) < 0)
+        return err;
     err = dspi_sched_run(&p->sched, threads, o.progress, journal, o.resume);
     free(journal);
     return err;

@@ -224,7 +224,8 @@ void dspi_node_call_fini(dsp_node *n);
 void dspi_node_clear_error(dsp_node *n);
 
 /* sched.c */
-/* journal: the completion journal's path; resume: skip what it lists. */
+/* journal: the completion journal's path (NULL: none); resume: skip what
+ * it lists. */
 int dspi_sched_run(dspi_sched *s, int threads, int progress, const char *journal,
                    int resume);
 int dspi_sched_init(dspi_sched *s, dsp_context *ctx, const dspi_graph *g,
@@ -235,7 +236,8 @@ void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out);
 
 /* journal.c. setup: after init (nodes may change their gather flag):
  * decide whether this run journals, start a fresh journal or, resuming,
- * read the old one. Returns 0, or an error with the context's message set. */
+ * read the old one. path NULL: no journal. Returns 0, or an error with the
+ * context's message set. */
 int dspi_journal_setup(dspi_sched *s, const char *path, int resume);
 /* Under the lock, for every packet a source emits: 1 when it belongs to an
  * item the journal lists as done (the caller drops it), else 0. */
