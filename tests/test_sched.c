@@ -142,9 +142,11 @@ static void model(mnode *g, int n, int count)
 }
 
 /* Build a random DAG in topological order, as a .pipe text. */
-static char *random_pipe(unsigned *seed, mnode *g, int *pn, int count)
+/* journaled: one source and test.count leaves (no gathering sink), so the
+ * run keeps a completion journal. */
+static char *random_pipe(unsigned *seed, mnode *g, int *pn, int count, int journaled)
 {
-    int n = 6 + rand_r(seed) % 15, nsrc = 1 + rand_r(seed) % 2;
+    int n = 6 + rand_r(seed) % 15, nsrc = journaled ? 1 : 1 + rand_r(seed) % 2;
     size_t cap = 1 << 16, len = 0;
     char *t = malloc(cap);
 
@@ -202,7 +204,9 @@ static char *random_pipe(unsigned *seed, mnode *g, int *pn, int count)
             EMIT(m->kind == K_MERGE ? "n%d -> n%d.in\n" : "n%d -> n%d\n", m->pred[k], i);
     }
     for (int i = 0; i < n; i++)
-        if (!g[i].has_consumer)
+        if (!g[i].has_consumer && journaled)
+            EMIT("s%d = test.count\nn%d -> s%d\n", i, i, i);
+        else if (!g[i].has_consumer)
             EMIT("s%d = sink.jsonl path=%s/leaf%d.jsonl\nn%d -> s%d\n", i, tmpdir, i, i, i);
 #undef EMIT
     *pn = n;
@@ -253,25 +257,32 @@ static int count_lines(const char *path)
     return n;
 }
 
-static int run_text(dsp_context *ctx, const char *text, int threads, int queue,
-                    dsp_on_error policy, const char *errors, dsp_run_stats *st)
+static int run_opts(dsp_context *ctx, const char *text, const dsp_run_opts *o,
+                    dsp_run_stats *st)
 {
     dsp_pipeline *p;
-    dsp_run_opts o;
     int err;
 
     err = dsp_pipeline_load_string(ctx, "stress.pipe", text, NULL, &p);
     ck_assert_msg(err == 0, "pipeline did not load: %s\n%s", dsp_context_errmsg(ctx), text);
+    err = dsp_pipeline_run(p, o);
+    if (st)
+        dsp_pipeline_stats(p, st);
+    dsp_pipeline_free(&p);
+    return err;
+}
+
+static int run_text(dsp_context *ctx, const char *text, int threads, int queue,
+                    dsp_on_error policy, const char *errors, dsp_run_stats *st)
+{
+    dsp_run_opts o;
+
     dsp_run_opts_init(&o);
     o.threads = threads;
     o.queue_size = queue;
     o.on_error = policy;
     o.errors_path = errors;
-    err = dsp_pipeline_run(p, &o);
-    if (st)
-        dsp_pipeline_stats(p, st);
-    dsp_pipeline_free(&p);
-    return err;
+    return run_opts(ctx, text, &o, st);
 }
 
 START_TEST(test_random_dags)
@@ -285,7 +296,7 @@ START_TEST(test_random_dags)
 
     make_tmpdir();
     snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
-    char *text = random_pipe(&seed, g, &n, count);
+    char *text = random_pipe(&seed, g, &n, count, 0);
     model(g, n, count);
     int threads = 1 + rand_r(&seed) % 4, queue = 1 + rand_r(&seed) % 4;
     dsp_run_stats st;
@@ -305,6 +316,67 @@ START_TEST(test_random_dags)
     for (int i = 0; i < n; i++)
         free(g[i].out.r);
     free(text);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+/* The completion journal of a random graph (splits, merges, filters,
+ * failures, any thread count) lists exactly the items that failed nowhere,
+ * once each, and --resume then runs exactly the failed ones again. */
+START_TEST(test_journal_random_dags)
+{
+    dsp_context *ctx = new_ctx();
+    unsigned seed = 4242u + (unsigned)_i * 7919u;
+    mnode g[24];
+    int n, count = 300 + rand_r(&seed) % 1500, nfailed = 0, lines = 0;
+    static unsigned char listed[1 << 16];
+    char errors[512], journal[512], line[256];
+    dsp_run_opts o;
+    dsp_run_stats st;
+    FILE *f;
+
+    make_tmpdir();
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    snprintf(journal, sizeof(journal), "%s/done.jsonl", tmpdir);
+    char *text = random_pipe(&seed, g, &n, count, 1);
+    model(g, n, count);
+    for (int i = 0; i < count; i++)
+        nfailed += failed_seen[i];
+    dsp_run_opts_init(&o);
+    o.threads = 1 + rand_r(&seed) % 4;
+    o.queue_size = 1 + rand_r(&seed) % 4;
+    o.errors_path = errors;
+    ck_assert_int_eq(run_opts(ctx, text, &o, &st), nfailed ? DSP_EFAILED : 0);
+
+    memset(listed, 0, sizeof(listed));
+    ck_assert_ptr_nonnull(f = fopen(journal, "r"));
+    while (fgets(line, sizeof(line), f)) {
+        json_t *jrec = json_loads(line, 0, NULL);
+        const char *key = json_string_value(json_object_get(jrec, "key"));
+        int item = -1;
+        ck_assert_msg(key && sscanf(key, "n0:%d", &item) == 1 && item >= 0 && item < count,
+                      "bad journal line %s", line);
+        ck_assert_int_eq(json_integer_value(json_object_get(jrec, "item")), item);
+        ck_assert_msg(!failed_seen[item], "item %d failed but was journaled\n%s", item, text);
+        ck_assert_msg(!listed[item], "item %d journaled twice", item);
+        listed[item] = 1;
+        lines++;
+        json_decref(jrec);
+    }
+    fclose(f);
+    ck_assert_msg(lines == count - nfailed, "%d journal lines, want %d\n%s", lines,
+                  count - nfailed, text);
+
+    o.resume = 1;
+    ck_assert_int_eq(run_opts(ctx, text, &o, &st), nfailed ? DSP_EFAILED : 0);
+    ck_assert_int_eq(st.items_skipped, count - nfailed);
+    ck_assert_int_eq(st.items_in, nfailed);
+    ck_assert_int_eq(st.items_failed, nfailed);
+    ck_assert_int_eq(count_lines(journal), count - nfailed);
+    free(text);
+    for (int i = 0; i < n; i++)
+        free(g[i].out.r);
     remove_tmpdir();
     dsp_context_free(&ctx);
 }
@@ -741,6 +813,7 @@ Suite *sched_suite(void)
     TCase *tc = tcase_create("stress");
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_random_dags, 0, getenv("DSP_STRESS_GRAPHS") ? atoi(getenv("DSP_STRESS_GRAPHS")) : 40);
+    tcase_add_loop_test(tc, test_journal_random_dags, 0, 20);
     tcase_add_test(tc, test_deterministic_output);
     suite_add_tcase(s, tc);
     tc = tcase_create("policy");
