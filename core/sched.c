@@ -537,30 +537,42 @@ static void note_failure(job *j, int err, dsp_packet *const *in, int n_in)
     dspi_node_clear_error(n);
 }
 
-/* Unlocked: a failed process_batch fails every item of its batch that it
- * neither emitted nor failed alone, each with the call's message (a batch
- * that stops half-way must not lose the rest silently). */
+/* The callback emitted a packet of item, or failed it alone. */
+static int outbox_has_item(const dsp_node *n, int64_t item)
+{
+    for (int i = 0; i < n->n_outbox; i++)
+        if (dsp_packet_item(n->outbox[i].pkt) == item)
+            return 1;
+    for (int i = 0; i < n->n_pkt_fails; i++)
+        if (n->pkt_fails[i].item == item)
+            return 1;
+    return 0;
+}
+
+/* Unlocked: a failed process_batch call left the items of its batch that it
+ * emitted nothing for (nor failed alone) without a result: each of them
+ * failed (and must not count as done, e.g. in the journal), with the call's
+ * message. */
 static void note_batch_failure(job *j, int err)
 {
     dsp_node *n = j->n;
-    char *msg = n->errmsg ? strdup(n->errmsg) : strdup(dsp_strerror(err));
-    dspi_node_clear_error(n);
+    char *msg = n->errmsg ? strdup(n->errmsg) : NULL;
+    int64_t prev = -1;
+    int noted = 0;
+
     for (int i = 0; i < j->n_pkts; i++) {
         int64_t item = dsp_packet_item(j->in[i]);
-        int seen = 0;
-        for (int k = 0; k < n->n_outbox && !seen; k++)
-            seen = dsp_packet_item(n->outbox[k].pkt) == item;
-        for (int k = 0; k < n->n_pkt_fails && !seen; k++)
-            seen = n->pkt_fails[k].item == item;
-        dspi_failure *f = seen ? NULL : fail_slot(j);
-        if (!f)
+        /* another part of the same item, or an item with a result; when
+         * every item has one, the failure still goes on record (the last) */
+        if (item == prev || (outbox_has_item(n, item) && (noted || i + 1 < j->n_pkts)))
             continue;
-        const char *input = dspi_packet_input_name(&j->in[i], 1);
-        f->code = err;
-        f->item = item;
-        f->part = dsp_packet_part(j->in[i]);
-        f->msg = strdup(msg ? msg : "process_batch failed");
-        f->input = input ? strdup(input) : NULL;
+        prev = item;
+        n->cur_item = item;
+        n->cur_part = dsp_packet_part(j->in[i]);
+        if (msg && !n->errmsg)
+            n->errmsg = strdup(msg);
+        note_failure(j, err, &j->in[i], 1);
+        noted++;
     }
     free(msg);
 }

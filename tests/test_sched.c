@@ -653,6 +653,92 @@ static const dsp_plugin_desc tb_desc = {
     { 0 }
 };
 
+/* Batchable operators that fail every item divisible by 7: tf.batch fails
+ * the whole batch such an item is in (and notes which items it failed),
+ * tf.single has no process_batch, so the core calls process per packet. */
+static unsigned char tf_failed[256];
+
+static int tf_process(dsp_node *node, dsp_packet **in)
+{
+    if (dsp_packet_item(in[0]) % 7 == 0)
+        return dsp_node_fail(node, DSP_EFORMAT, "item divisible by 7");
+    return dsp_node_emit(node, 0, dsp_packet_ref(in[0]));
+}
+
+static int tf_process_batch(dsp_node *node, dsp_packet **in, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (dsp_packet_item(in[i]) % 7 == 0) {
+            for (int k = 0; k < n; k++)
+                tf_failed[dsp_packet_item(in[k])] = 1;
+            return dsp_node_fail(node, DSP_EFORMAT, "a batch with an item divisible by 7");
+        }
+    for (int i = 0; i < n; i++) {
+        int err = dsp_node_emit(node, 0, dsp_packet_ref(in[i]));
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+static const dsp_op_def tf_batch_op = {
+    .struct_size = sizeof(dsp_op_def), .name = "tf.batch", .doc = "fail batches",
+    .inputs = tb_in, .outputs = tb_out, .flags = DSP_OP_BATCHABLE, .max_batch = 8,
+    .process = tf_process, .process_batch = tf_process_batch,
+};
+static const dsp_op_def tf_single_op = {
+    .struct_size = sizeof(dsp_op_def), .name = "tf.single", .doc = "fail items",
+    .inputs = tb_in, .outputs = tb_out, .flags = DSP_OP_BATCHABLE, .max_batch = 8,
+    .process = tf_process,
+};
+static const dsp_op_def *const tf_ops[] = { &tf_batch_op, &tf_single_op, NULL };
+static const dsp_plugin_desc tf_desc = {
+    DSP_PLUGIN_ABI_VERSION, sizeof(dsp_plugin_desc), "tf", "1", "MIT", "batch failures",
+    tf_ops, { 0 }
+};
+
+/* A failed batch fails every item in it, and a batchable op without
+ * process_batch still runs the packets after a failing one: the sink counts
+ * exactly the items that did not fail, and the journal lists exactly them. */
+START_TEST(test_batch_failures_fail_their_items)
+{
+    dsp_context *ctx = new_ctx();
+    const char *op = _i ? "tf.single" : "tf.batch";
+    char text[1024], errors[512], journal[512], line[256], key[32];
+    int count = 200, nfailed = 0;
+    dsp_run_stats st;
+    FILE *f;
+
+    ck_assert_int_eq(dsp_context_register(ctx, &tf_desc, "test_sched.c"), 0);
+    make_tmpdir();
+    memset(tf_failed, 0, sizeof(tf_failed));
+    if (_i)
+        for (int i = 0; i < count; i += 7)
+            tf_failed[i] = 1;
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    snprintf(journal, sizeof(journal), "%s/done.jsonl", tmpdir);
+    /* test.count's expect makes its flush fail on a packet lost on the way */
+    snprintf(text, sizeof(text), "g = test.gen count=%d\nb = %s batch=4\nc = test.count "
+             "expect=%s\ng -> b -> c\n", count, op, _i ? "171" : "-1");
+    ck_assert_int_eq(run_text(ctx, text, 2, 3, DSP_ON_ERROR_SKIP, errors, &st), DSP_EFAILED);
+    for (int i = 0; i < count; i++)
+        nfailed += tf_failed[i];
+    ck_assert_int_gt(nfailed, 0);
+    ck_assert_int_eq(st.items_failed, nfailed);
+    ck_assert_int_eq(count_lines(errors), nfailed);
+    ck_assert_int_eq(count_lines(journal), count - nfailed);
+    ck_assert_ptr_nonnull(f = fopen(journal, "r"));
+    while (fgets(line, sizeof(line), f))
+        for (int i = 0; i < count; i++) {
+            snprintf(key, sizeof(key), "\"g:%d\"", i);
+            ck_assert_msg(!(tf_failed[i] && strstr(line, key)), "failed item %d journaled", i);
+        }
+    fclose(f);
+    remove_tmpdir();
+    dsp_context_free(&ctx);
+}
+END_TEST
+
 /* Reads batch_n of every record of a JSONL file; returns the count. */
 static int read_batches(const char *path, int *sizes, int max)
 {
@@ -827,6 +913,7 @@ Suite *sched_suite(void)
     tc = tcase_create("batching");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_batches_full_until_end);
+    tcase_add_loop_test(tc, test_batch_failures_fail_their_items, 0, 2);
     tcase_add_test(tc, test_batches_timeout);
     tcase_add_test(tc, test_batch_param_validation);
     tcase_add_test(tc, test_batch_item_failures);
