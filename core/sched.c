@@ -755,7 +755,8 @@ static void complete_job(dspi_sched *s, job *j)
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i])
             dspi_make_ready(s, n->in[i]->src);
-    dspi_journal_retire(s, dspi_retired_below(s));
+    if (s->journal.enabled)
+        dspi_journal_retire(s, dspi_retired_below(s));
 }
 
 static void release_job(job *j)
