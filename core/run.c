@@ -160,7 +160,8 @@ int dspi_sched_run(dspi_sched *s, int threads, int progress, const char *journal
     for (int i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     free(tids);
-    /* an abort ended the run with items in flight: they are not journaled */
+    /* every item has left the graph now; what an abort dropped in flight is
+     * not journaled (dspi_journal_retire checks) */
     dspi_journal_retire(s, DSPI_ITEM_MAX);
     if (s->progress)
         dspi_progress_draw(s, 1);

@@ -166,6 +166,11 @@ PIPE
 expect 2 two-sources -- "$DSPIPE" --resume two.pipe
 has err "two sources, 'a' and 'b'" two-sources
 
+expect 0 inspect-gather -- "$DSPIPE" inspect sink.jsonl
+has out "gather (no --resume)" inspect-gather
+expect 0 inspect-per-item -- "$DSPIPE" inspect tensor.write
+hasnt out "gather" inspect-per-item
+
 expect 0 help -- "$DSPIPE" --help
 has out "--resume" help
 has out "--journal FILE" help
