@@ -623,7 +623,7 @@ static const dsp_op_def tb_op = {
 /* tb.failbatch: a batch op whose items i % 7 == 3 fail one by one
  * (dsp_node_fail_packet) while the rest of their batch goes on, and whose
  * whole call fails at items i % 50 == 20 (what it emitted before stays) */
-static int tf_process_batch(dsp_node *node, dsp_packet **in, int n)
+static int fb_process_batch(dsp_node *node, dsp_packet **in, int n)
 {
     for (int k = 0; k < n; k++) {
         int64_t item = dsp_packet_item(in[k]);
@@ -637,17 +637,17 @@ static int tf_process_batch(dsp_node *node, dsp_packet **in, int n)
     return 0;
 }
 
-static int tf_process(dsp_node *node, dsp_packet **in)
+static int fb_process(dsp_node *node, dsp_packet **in)
 {
-    return tf_process_batch(node, in, 1);
+    return fb_process_batch(node, in, 1);
 }
 
-static const dsp_op_def tf_op = {
+static const dsp_op_def fb_op = {
     .struct_size = sizeof(dsp_op_def), .name = "tb.failbatch", .doc = "fail some items of a batch",
     .inputs = tb_in, .outputs = tb_out, .flags = DSP_OP_BATCHABLE, .max_batch = 8,
-    .process = tf_process, .process_batch = tf_process_batch,
+    .process = fb_process, .process_batch = fb_process_batch,
 };
-static const dsp_op_def *const tb_ops[] = { &tb_op, &tf_op, NULL };
+static const dsp_op_def *const tb_ops[] = { &tb_op, &fb_op, NULL };
 static const dsp_plugin_desc tb_desc = {
     DSP_PLUGIN_ABI_VERSION, sizeof(dsp_plugin_desc), "tb", "1", "MIT", "batch test", tb_ops,
     { 0 }
