@@ -319,6 +319,31 @@ DSP_API int dsp_node_claim_output(dsp_node *node, const char *path);
  * "") when nothing usable is left, s is NULL, or the result is "." or "..". */
 DSP_API size_t dsp_path_component(const char *s, char *out, size_t n);
 
+/* ---------------------------------------------------------------------------
+ * Input files for source operators (files.list, dicom.studies): the regular
+ * files of a directory tree or the paths of a list file.
+ * ------------------------------------------------------------------------- */
+typedef struct dsp_file_list_opts {
+    const char *dir;            /* a directory (exactly one of dir and list) */
+    const char *list;           /* a text file of paths, one a line, '#' a
+                                   comment; relative to the list's folder   */
+    const char *glob;           /* shell pattern on the file name; NULL: "*" */
+    int recursive;              /* descend into subdirectories               */
+    int hidden;                 /* include names starting with '.'           */
+    int sort;                   /* sort by full path (byte order)            */
+    int64_t limit;              /* keep at most this many (0 = all)          */
+} dsp_file_list_opts;
+
+/* List the files o selects into *paths (malloc'd array of malloc'd paths,
+ * owned by the caller, freed with dsp_list_files_free) and *n. Symlinked
+ * directories are entered once; an unreadable subdirectory is logged and
+ * skipped. 0, or a code with the reason recorded on the node (a missing
+ * dir or list file, both or neither given, DSP_ENOMEM). */
+DSP_API int dsp_list_files(dsp_node *node, const dsp_file_list_opts *o, char ***paths,
+                           size_t *n);
+/* Free what dsp_list_files returned and set *paths NULL. NULL is a no-op. */
+DSP_API void dsp_list_files_free(char ***paths, size_t n);
+
 #ifdef __cplusplus
 }
 #endif
