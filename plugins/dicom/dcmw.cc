@@ -80,7 +80,9 @@ extern "C" int dcmw_init(char *why, size_t n)
     return 0;
 }
 
-extern "C" int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n)
+// Load path; parsing stops before stop (DCM_UndefinedTagKey: the whole file).
+static int open_until(const char *path, const DcmTagKey &stop, dcmw_file **out, char *why,
+                      size_t n)
 {
     *out = NULL;
     int err = dcmw_init(why, n);
@@ -89,8 +91,8 @@ extern "C" int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n)
     dcmw_file *f = new (std::nothrow) dcmw_file;
     if (!f)
         return DSP_ENOMEM;
-    OFCondition st = f->ff.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
-                                    ERM_autoDetect);
+    OFCondition st = f->ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
+                                            ERM_autoDetect, stop);
     if (st.bad()) {
         set_why(why, n, "DCMTK cannot parse it: %s%s", st.text());
         delete f;
@@ -101,6 +103,16 @@ extern "C" int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n)
     f->xfer_uid = f->xfer == EXS_Unknown ? "" : x.getXferID();
     *out = f;
     return 0;
+}
+
+extern "C" int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n)
+{
+    return open_until(path, DCM_UndefinedTagKey, out, why, n);
+}
+
+extern "C" int dcmw_open_header(const char *path, dcmw_file **out, char *why, size_t n)
+{
+    return open_until(path, DCM_PixelData, out, why, n);
 }
 
 extern "C" void dcmw_close(dcmw_file *f)

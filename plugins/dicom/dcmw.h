@@ -22,6 +22,9 @@ int dcmw_init(char *why, size_t n);
 /* Load path (meta header optional; values longer than 4 KiB stay on disk
  * until read). 0, or a negative DSP_E* code with DCMTK's reason in why. */
 int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n);
+/* The same, but parsing stops before PixelData: the attributes only, the
+ * pixels are never read (dcmw_pixel_info and the decoders then see none). */
+int dcmw_open_header(const char *path, dcmw_file **out, char *why, size_t n);
 /* NULL is a no-op. */
 void dcmw_close(dcmw_file *f);
 

@@ -425,26 +425,32 @@ static int decode_frames(dcmw_file *f, dicom_image *img, int codec, int encapsul
     return 0;
 }
 
-int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dicom_image *img,
-                    char *why)
+/* Clear img and set its path; then the checks before DCMTK parses the file
+ * (size, limits, not DICOM at all) and the parse itself, to the end or
+ * (header_only) up to PixelData. 0 with *f open and img's transfer syntax
+ * set; DICOM_SKIP (not DICOM, a DICOMDIR) or a negative code, with why.
+ * *size receives the file's size. */
+static int open_checked(const char *path, const dicom_limits *lim, int header_only,
+                        dicom_image *img, dcmw_file **f, uint64_t *size, char *why)
 {
+    uint8_t head[132];
+    size_t n = sizeof head;
+    *f = NULL;
+    *size = 0;
     memset(img, 0, sizeof *img);
     why[0] = '\0';
     if (!(img->path = strdup(path)))
         return DSP_ENOMEM;
-    uint8_t head[132];
-    size_t n = sizeof head;
-    uint64_t size = 0;
-    int err = peek(path, head, &n, &size, why);
+    int err = peek(path, head, &n, size, why);
     if (err < 0)
         return err;
-    if (size == 0) {
+    if (*size == 0) {
         snprintf(why, DICOM_WHY, "empty (0 bytes): not a DICOM file; re-export or remove it");
         return DSP_EFORMAT;
     }
-    if (size > (uint64_t)lim->max_bytes) {
+    if (*size > (uint64_t)lim->max_bytes) {
         snprintf(why, DICOM_WHY, "%llu bytes is more than max_bytes=%lld; raise max_bytes if "
-                 "the file is real", (unsigned long long)size, (long long)lim->max_bytes);
+                 "the file is real", (unsigned long long)*size, (long long)lim->max_bytes);
         return DSP_ELIMIT;
     }
     if (!looks_like_dicom(head, n)) {
@@ -456,16 +462,92 @@ int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dic
         }
         return DICOM_SKIP;
     }
-    dcmw_file *f = NULL;
-    if ((err = dcmw_open(path, &f, why, DICOM_WHY)) < 0)
+    err = header_only ? dcmw_open_header(path, f, why, DICOM_WHY)
+                      : dcmw_open(path, f, why, DICOM_WHY);
+    if (err < 0)
         return err == DSP_EFORMAT ? (snprintf(why + strlen(why), DICOM_WHY - strlen(why),
                                               " (corrupt or truncated DICOM file)"), err) : err;
-    if (dcmw_is_dicomdir(f)) {
+    if (dcmw_is_dicomdir(*f)) {
         snprintf(why, DICOM_WHY, "a DICOMDIR (a directory of the media, not an image)");
+        dcmw_close(*f);
+        *f = NULL;
+        return DICOM_SKIP;
+    }
+    snprintf(img->transfer_syntax, sizeof img->transfer_syntax, "%s", dcmw_transfer_syntax(*f));
+    return 0;
+}
+
+/* The codec of the file's transfer syntax (img->transfer_syntax), or
+ * DSP_EUNSUPPORTED with why. */
+static int codec_of(const dicom_image *img, char *why)
+{
+    for (size_t i = 0; i < sizeof syntaxes / sizeof syntaxes[0]; i++)
+        if (!strcmp(img->transfer_syntax, syntaxes[i].uid))
+            return syntaxes[i].codec;
+    snprintf(why, DICOM_WHY, "unsupported transfer syntax %s; convert it (e.g. dcmdjpeg, "
+             "gdcmconv --raw) first", img->transfer_syntax[0] ? img->transfer_syntax
+                                                              : "(unknown)");
+    return DSP_EUNSUPPORTED;
+}
+
+/* Uncompressed pixel data (the deflated syntax is compressed as a whole). */
+static int native_syntax(const char *uid)
+{
+    return !strcmp(uid, "1.2.840.10008.1.2") || !strcmp(uid, "1.2.840.10008.1.2.1") ||
+           !strcmp(uid, "1.2.840.10008.1.2.2");
+}
+
+static void no_pixels_note(const dcmw_file *f, char *why)
+{
+    char sop[68] = "";
+    dcmw_get_str(f, DCMW_TAG(0x0008, 0x0016), sop, sizeof sop);
+    snprintf(why, DICOM_WHY, "a DICOM object without pixel data (SOP class %s), not an image",
+             sop[0] ? sop : "unknown");
+}
+
+int dicom_read_header(const char *path, const dicom_limits *lim, dicom_image *img, char *why)
+{
+    dcmw_file *f = NULL;
+    uint64_t size;
+    int err = open_checked(path, lim, 1, img, &f, &size, why);
+    if (err)
+        return err;
+    long rows = 0;
+    int codec;
+    if (dcmw_get_int(f, DCMW_TAG(0x0028, 0x0010), 0, &rows) != 0 || rows <= 0) {
+        /* the pixels are not read here: no Rows is taken as no image */
+        no_pixels_note(f, why);
         err = DICOM_SKIP;
         goto done;
     }
-    snprintf(img->transfer_syntax, sizeof img->transfer_syntax, "%s", dcmw_transfer_syntax(f));
+    if ((codec = codec_of(img, why)) < 0) {
+        err = codec;
+        goto done;
+    }
+    if ((err = read_attributes(f, 0, img, why)) < 0 || (err = check_limits(img, lim, why)) < 0)
+        goto done;
+    /* native pixel data cannot be longer than the file: a cut copy shows here */
+    int ybr422 = img->spp == 3 && !strcmp(img->photometric, "YBR_FULL_422");
+    uint64_t need = frame_bytes(img, ybr422) * (uint64_t)img->frames;
+    if (native_syntax(img->transfer_syntax) && size < need) {
+        snprintf(why, DICOM_WHY, "truncated: the file has %llu bytes, its pixel data (%d "
+                 "frame(s) of %d x %d) needs %llu", (unsigned long long)size, img->frames,
+                 img->cols, img->rows, (unsigned long long)need);
+        err = DSP_EFORMAT;
+    }
+done:
+    dcmw_close(f);
+    return err;
+}
+
+int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dicom_image *img,
+                    char *why)
+{
+    dcmw_file *f = NULL;
+    uint64_t size;
+    int err = open_checked(path, lim, 0, img, &f, &size, why);
+    if (err)
+        return err;
     int present, encapsulated;
     uint64_t plen;
     dcmw_pixel_info(f, &present, &encapsulated, &plen);
@@ -478,22 +560,13 @@ int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dic
         goto done;
     }
     if (!present) {
-        char sop[68] = "";
-        dcmw_get_str(f, DCMW_TAG(0x0008, 0x0016), sop, sizeof sop);
-        snprintf(why, DICOM_WHY, "a DICOM object without pixel data (SOP class %s), not an image",
-                 sop[0] ? sop : "unknown");
+        no_pixels_note(f, why);
         err = DICOM_SKIP;
         goto done;
     }
-    int codec = -1;
-    for (size_t i = 0; i < sizeof syntaxes / sizeof syntaxes[0]; i++)
-        if (!strcmp(img->transfer_syntax, syntaxes[i].uid))
-            codec = syntaxes[i].codec;
+    int codec = codec_of(img, why);
     if (codec < 0) {
-        snprintf(why, DICOM_WHY, "unsupported transfer syntax %s; convert it (e.g. dcmdjpeg, "
-                 "gdcmconv --raw) first", img->transfer_syntax[0] ? img->transfer_syntax
-                                                                  : "(unknown)");
-        err = DSP_EUNSUPPORTED;
+        err = codec;
         goto done;
     }
     if ((err = read_attributes(f, keep_phi, img, why)) < 0 || (err = check_limits(img, lim, why)) < 0)
