@@ -35,8 +35,9 @@ grep -q "classical detector only" "$work/stdout" || { cat "$work/stdout"; exit 1
 
 # a study folder with garbage in it (issue 6): an MR image, a DICOMDIR, a text
 # file and a truncated copy of a CT slice beside the CT series. The CT gets its
-# findings; the truncated file is recorded in errors.jsonl; the others are
-# skipped with a note; the run exits 3 (some inputs failed).
+# findings; the truncated file is recorded in errors.jsonl, and so is the MR
+# image (a study of its own, with no CT series: dicom.studies groups by
+# StudyInstanceUID); the others are skipped with a note; the run exits 3.
 T=/usr/lib/python3/dist-packages/pydicom/data/test_files
 if [ -f "$T/MR_small.dcm" ] && [ -f "$T/dicomdirtests/DICOMDIR" ]; then
     mixed="$work/mixed"
@@ -53,9 +54,12 @@ if [ -f "$T/MR_small.dcm" ] && [ -f "$T/dicomdirtests/DICOMDIR" ]; then
     [ "$rc" = 3 ] || { echo "mixed folder: exit $rc, want 3" >&2; cat "$work/mixed_stderr" >&2; exit 1; }
     ls "$work"/mixed_out/*/findings.json >/dev/null 2>&1 ||
         { echo "mixed folder: no findings.json" >&2; exit 1; }
-    [ "$(wc -l <"$work/mixed_out/errors.jsonl")" = 1 ] &&
-        grep -q 'cut_copy.dcm' "$work/mixed_out/errors.jsonl" ||
-        { echo "mixed folder: want one error, for cut_copy.dcm" >&2; cat "$work/mixed_out/errors.jsonl" >&2; exit 1; }
+    [ "$(wc -l <"$work/mixed_out/errors.jsonl")" = 2 ] &&
+        grep -q 'cut_copy.dcm: truncated' "$work/mixed_out/errors.jsonl" &&
+        grep -q 'modality MR, not CT' "$work/mixed_out/errors.jsonl" ||
+        { echo "mixed folder: want two errors, cut_copy.dcm and the MR study" >&2; cat "$work/mixed_out/errors.jsonl" >&2; exit 1; }
+    [ "$(ls -d "$work"/mixed_out/*/ | wc -l)" = 1 ] ||
+        { echo "mixed folder: want one study folder" >&2; ls "$work/mixed_out" >&2; exit 1; }
 else
     echo "no pydicom test files: mixed-folder case skipped"
 fi

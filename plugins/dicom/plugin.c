@@ -2,6 +2,7 @@
 #include "dicom.h"
 
 static const dsp_op_def *const dicom_ops[] = {
+    &dicom_studies_op,
     &dicom_read_op,
     &dicom_window_op,
     &dicom_resample_op,

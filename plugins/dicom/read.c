@@ -32,6 +32,7 @@ typedef struct read_ctx {
     int n_img, cap_img;
     char *notes;                /* JSON array text, malloc'd */
     int n_skipped;
+    int per_item;               /* fed studies (meta "paths"): one item each */
 } read_ctx;
 
 static const dsp_param_def read_params[] = {
@@ -107,28 +108,24 @@ static int add_note(dsp_node *node, read_ctx *c, const char *fmt, const char *a,
     return dicom_json_append(&c->notes, buf);
 }
 
-static int read_process(dsp_node *node, dsp_packet **in)
+/* Read one file into c->img. 0 (read, or skipped with a note), or a
+ * negative code with the reason in why. */
+static int read_one(dsp_node *node, read_ctx *c, const char *path, int64_t item, char *why)
 {
-    read_ctx *c = dsp_node_priv(node);
-    const char *path = NULL;
-    if (dsp_meta_get_str(dsp_packet_meta_const(in[0]), "path", &path) < 0)
-        return dsp_node_fail(node, DSP_EINVAL, "item %" PRId64 " has no string meta \"path\"; "
-                             "connect dicom.read to files.list", dsp_packet_item(in[0]));
     if (c->n_img == c->cap_img) {
         int cap = c->cap_img ? 2 * c->cap_img : 64;
         dicom_image **p = realloc(c->img, (size_t)cap * sizeof *p);
         if (!p)
-            return dsp_node_fail(node, DSP_ENOMEM, "%s: out of memory", path);
+            return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
         c->img = p;
         c->cap_img = cap;
     }
     dicom_image *img = calloc(1, sizeof *img);
-    char why[DICOM_WHY];
     if (!img)
-        return dsp_node_fail(node, DSP_ENOMEM, "%s: out of memory", path);
+        return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
     int err = dicom_read_file(path, &c->lim, c->phi == PHI_KEEP, img, why);
     if (err == 0) {
-        img->item = dsp_packet_item(in[0]);
+        img->item = item;
         c->img[c->n_img++] = img;
         return 0;
     }
@@ -136,10 +133,102 @@ static int read_process(dsp_node *node, dsp_packet **in)
     free(img);
     if (err == DICOM_SKIP) {
         c->n_skipped++;
-        return add_note(node, c, "%s: skipped: %s", path, why) < 0
-                   ? dsp_node_fail(node, DSP_ENOMEM, "out of memory") : 0;
+        if (add_note(node, c, "%s: skipped: %s", path, why) < 0)
+            return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
+        return 0;
     }
-    return dsp_node_fail(node, err, "%s: %s", path, why);
+    return err;
+}
+
+static void drop_images(read_ctx *c);
+static int select_and_emit(dsp_node *node, read_ctx *c, int64_t item);
+
+/* Per-item mode: one study (dicom.studies) in, its selected series out as
+ * that item, at once. A file of the study that cannot be read is a note,
+ * not a failure: the series checks catch a slice it leaves missing. */
+static int read_study(dsp_node *node, read_ctx *c, const dsp_packet *in)
+{
+    const dsp_meta *m = dsp_packet_meta_const(in);
+    int64_t item = dsp_packet_item(in);
+    const char *uid = "", *bad = NULL, *src = "";
+    dsp_meta_get_str(m, "study_uid", &uid);
+    dsp_meta_get_str(m, "source", &src);
+    if (c->n_img)
+        return dsp_node_fail(node, DSP_EINVAL, "item %" PRId64 " has meta \"paths\" (a study) "
+                             "but earlier items were single files (meta \"path\"); feed "
+                             "dicom.read from files.list or from dicom.studies, not both",
+                             item);
+    c->per_item = 1;
+    size_t n = 0, n_notes = 0;
+    if (dsp_meta_get_str(m, "unreadable", &bad) == 0)
+        return dsp_node_fail(node, DSP_EFORMAT, "%s: %s", src, bad);
+    if (dsp_meta_get_strs(m, "paths", NULL, 0, &n) < 0 || n == 0)
+        return dsp_node_fail(node, DSP_EINVAL, "item %" PRId64 ": meta \"paths\" must be a "
+                             "non-empty array of file names", item);
+    const char **paths = calloc(n, sizeof *paths);
+    const char **notes = NULL;
+    if (!paths)
+        return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+    dsp_meta_get_strs(m, "paths", paths, n, &n);
+    /* the source's notes (files skipped while grouping) go on with the study */
+    int err = 0;
+    if (dsp_meta_get_strs(m, "notes", NULL, 0, &n_notes) == 0 && n_notes &&
+        (notes = calloc(n_notes, sizeof *notes)) != NULL) {
+        dsp_meta_get_strs(m, "notes", notes, n_notes, &n_notes);
+        for (size_t i = 0; i < n_notes && !err; i++)
+            err = dicom_json_append(&c->notes, notes[i]);
+    }
+    char why[DICOM_WHY], first[DICOM_WHY + 1024] = "";
+    int n_bad = 0;
+    for (size_t i = 0; i < n && !err && !dsp_node_stopping(node); i++) {
+        err = read_one(node, c, paths[i], item, why);
+        if (err == DSP_ENOMEM)
+            break;
+        if (err < 0) {
+            char msg[DICOM_WHY + 1024];
+            snprintf(msg, sizeof msg, "%s: not read: %s", paths[i], why);
+            dsp_node_log(node, DSP_LOG_WARNING, "%s", msg);
+            if (!n_bad++)
+                snprintf(first, sizeof first, "%s", msg);
+            err = dicom_json_append(&c->notes, msg);
+        }
+    }
+    if (err < 0)
+        err = dsp_node_fail(node, err, "study %s: %s", uid, dsp_strerror(err));
+    else if (dsp_node_stopping(node))
+        err = dsp_node_fail(node, DSP_EINTR, "study %s: stopped while reading it", uid);
+    else if (c->n_img == 0)
+        err = dsp_node_fail(node, n_bad ? DSP_EFORMAT : DSP_ENOENT, "study %s (%s): no DICOM "
+                            "image could be read from its %zu file%s%s%s", uid, src, n,
+                            n == 1 ? "" : "s", n_bad ? "; first: " : "", first);
+    else
+        err = select_and_emit(node, c, item);
+    drop_images(c);
+    free(c->notes);
+    c->notes = NULL;
+    c->n_skipped = 0;
+    free(paths);
+    free(notes);
+    return err;
+}
+
+static int read_process(dsp_node *node, dsp_packet **in)
+{
+    read_ctx *c = dsp_node_priv(node);
+    const char *path = NULL;
+    if (dsp_meta_has(dsp_packet_meta_const(in[0]), "paths"))
+        return read_study(node, c, in[0]);
+    if (dsp_meta_get_str(dsp_packet_meta_const(in[0]), "path", &path) < 0)
+        return dsp_node_fail(node, DSP_EINVAL, "item %" PRId64 " has neither string meta "
+                             "\"path\" nor array meta \"paths\"; connect dicom.read to "
+                             "files.list or dicom.studies", dsp_packet_item(in[0]));
+    if (c->per_item)
+        return dsp_node_fail(node, DSP_EINVAL, "%s: a single file after studies (meta "
+                             "\"paths\"); feed dicom.read from files.list or from "
+                             "dicom.studies, not both", path);
+    char why[DICOM_WHY];
+    int err = read_one(node, c, path, dsp_packet_item(in[0]), why);
+    return err < 0 ? dsp_node_fail(node, err, "%s: %s", path, why) : 0;
 }
 
 /* ---- grouping and selection ---------------------------------------------- */
@@ -337,13 +426,16 @@ static int set_meta(read_ctx *c, dsp_meta *m, const dicom_series *s, const dicom
     return err;
 }
 
-/* Build and emit one series. On failure the reason is in msg and the code
- * is returned (the caller decides whether it ends the run). */
-static int emit_series(dsp_node *node, read_ctx *c, const dicom_series *s, const char *selection,
-                       char *msg, size_t msg_n)
+/* Build one series into a new packet at (item, part, last). On failure the
+ * reason is in msg and the code is returned (the caller decides whether it
+ * ends the run or the item). */
+static int build_series(dsp_node *node, read_ctx *c, const dicom_series *s, const char *selection,
+                        int64_t item, int64_t part, int last, dsp_packet **out, char *msg,
+                        size_t msg_n)
 {
     dicom_volume v;
     char why[DICOM_WHY], what[512];
+    *out = NULL;
     describe(s, what, sizeof what);
     int err = dicom_series_build(s, c->spacing_tolerance, c->allow_shear, &c->lim, &v, why);
     if (err < 0) {
@@ -360,7 +452,7 @@ static int emit_series(dsp_node *node, read_ctx *c, const dicom_series *s, const
         snprintf(msg, msg_n, "out of memory");
         return DSP_ENOMEM;
     }
-    dsp_packet_set_pos(p, s->img[0]->item, 0, 1);
+    dsp_packet_set_pos(p, item, part, last);
     err = dsp_packet_set_tensor(p, c->name, v.t);
     if (!err)
         err = set_meta(c, dsp_packet_meta(p), s, &v, selection);
@@ -370,22 +462,18 @@ static int emit_series(dsp_node *node, read_ctx *c, const dicom_series *s, const
         return err;
     }
     dsp_node_log(node, DSP_LOG_INFO, "%s", selection);
-    if ((err = dsp_node_emit(node, 0, p)) < 0)
-        snprintf(msg, msg_n, "%s: cannot emit: %s", what, dsp_strerror(err));
-    return err;
+    *out = p;
+    return 0;
 }
 
-static int read_flush(dsp_node *node)
+/* The images read so far, grouped into series; the selected ones built and
+ * emitted. Folder mode (item < 0): each series is its own item, numbered
+ * after its first file, and a series that cannot be built is reported after
+ * the others are out. Per-item mode (item >= 0): every selected series is a
+ * part of that item, and any failure fails the item before anything is
+ * emitted. Returns 0 or the failure recorded on the node. */
+static int select_and_emit(dsp_node *node, read_ctx *c, int64_t item)
 {
-    read_ctx *c = dsp_node_priv(node);
-    if (c->n_skipped)
-        dsp_node_log(node, DSP_LOG_INFO, "%d file%s skipped (not DICOM images; listed in meta "
-                     "notes)", c->n_skipped, c->n_skipped == 1 ? "" : "s");
-    if (c->n_img == 0) {
-        dsp_node_log(node, DSP_LOG_WARNING, "no DICOM images among the inputs (%d skipped)",
-                     c->n_skipped);
-        return 0;
-    }
     dicom_series *s = NULL;
     dicom_image **slots = NULL;
     int n = 0, err = group(c, &s, &n, &slots);
@@ -394,8 +482,9 @@ static int read_flush(dsp_node *node)
     char *sel = calloc(1, 8192), buf[768], why[256];
     const char **rej = calloc((size_t)n, sizeof *rej);
     char (*rejbuf)[256] = calloc((size_t)n, sizeof *rejbuf);
-    int best = -1, n_ok = 0;
-    if (!sel || !rej || !rejbuf) {
+    dsp_packet **built = calloc((size_t)n, sizeof *built);
+    int best = -1, n_ok = 0, n_built = 0;
+    if (!sel || !rej || !rejbuf || !built) {
         err = dsp_node_fail(node, DSP_ENOMEM, "out of memory");
         goto out;
     }
@@ -420,6 +509,7 @@ static int read_flush(dsp_node *node)
         err = dsp_node_fail(node, DSP_ENOENT, "%s", sel);
         goto out;
     }
+    int n_sel = c->select == SELECT_ALL ? n_ok : 1;
     int first_err = 0;
     char first_msg[DICOM_WHY + 1024] = "";
     for (int i = 0; i < n; i++) {
@@ -445,7 +535,14 @@ static int read_flush(dsp_node *node)
         /* with select=all a broken series does not stop the others; the first
          * failure is still reported when the rest are out */
         char msg[DICOM_WHY + 1024];
-        err = emit_series(node, c, &s[i], sel, msg, sizeof msg);
+        dsp_packet *p = NULL;
+        err = build_series(node, c, &s[i], sel, item >= 0 ? item : s[i].img[0]->item,
+                           item >= 0 ? n_built : 0, item < 0 || n_built == n_sel - 1, &p, msg,
+                           sizeof msg);
+        if (!err && item >= 0)
+            built[n_built++] = p;
+        else if (!err && (err = dsp_node_emit(node, 0, p)) < 0)
+            snprintf(msg, sizeof msg, "cannot emit: %s", dsp_strerror(err));
         if (err < 0 && !first_err) {
             first_err = err;
             snprintf(first_msg, sizeof first_msg, "%s", msg);
@@ -453,29 +550,59 @@ static int read_flush(dsp_node *node)
             dsp_node_log(node, DSP_LOG_ERROR, "%s", msg);
         }
     }
+    /* per item: all of the item, or a failure and nothing */
+    for (int i = 0; i < n_built && !first_err; i++) {
+        if ((err = dsp_node_emit(node, 0, built[i])) < 0) {
+            first_err = err;
+            snprintf(first_msg, sizeof first_msg, "cannot emit: %s", dsp_strerror(err));
+        }
+        built[i] = NULL;
+    }
     err = first_err ? dsp_node_fail(node, first_err, "%s", first_msg) : 0;
 out:
+    for (int i = 0; built && i < n_built; i++)
+        dsp_packet_unref(&built[i]);
+    free(built);
     free(sel);
     free(rej);
     free(rejbuf);
     free(slots);
     free(s);
-    /* the volumes own copies: the decoded files are no longer needed */
+    return err;
+}
+
+/* Release the images held (the volumes own copies). */
+static void drop_images(read_ctx *c)
+{
     for (int i = 0; i < c->n_img; i++) {
         dicom_image_clear(c->img[i]);
         free(c->img[i]);
     }
     c->n_img = 0;
+}
+
+static int read_flush(dsp_node *node)
+{
+    read_ctx *c = dsp_node_priv(node);
+    if (c->per_item)
+        return 0;
+    if (c->n_skipped)
+        dsp_node_log(node, DSP_LOG_INFO, "%d file%s skipped (not DICOM images; listed in meta "
+                     "notes)", c->n_skipped, c->n_skipped == 1 ? "" : "s");
+    if (c->n_img == 0) {
+        dsp_node_log(node, DSP_LOG_WARNING, "no DICOM images among the inputs (%d skipped)",
+                     c->n_skipped);
+        return 0;
+    }
+    int err = select_and_emit(node, c, -1);
+    drop_images(c);
     return err;
 }
 
 static void read_fini(dsp_node *node)
 {
     read_ctx *c = dsp_node_priv(node);
-    for (int i = 0; i < c->n_img; i++) {
-        dicom_image_clear(c->img[i]);
-        free(c->img[i]);
-    }
+    drop_images(c);
     free(c->img);
     free(c->notes);
     c->img = NULL;
