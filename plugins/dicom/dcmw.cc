@@ -4,6 +4,7 @@
 // the C functions of dcmw.h, so the rest of the plugin is plain C11.
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmdata/dcistrmf.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
@@ -26,6 +27,7 @@ struct dcmw_file {
     DcmFileFormat ff;
     std::string xfer_uid;
     E_TransferSyntax xfer;
+    uint64_t parsed;            // bytes of the file parsed (header-only opens)
 };
 
 static void set_why(char *why, size_t n, const char *fmt, const char *a, const char *b = "")
@@ -81,6 +83,8 @@ extern "C" int dcmw_init(char *why, size_t n)
 }
 
 // Load path; parsing stops before stop (DCM_UndefinedTagKey: the whole file).
+// As DcmFileFormat::loadFileUntilTag, but through our own stream so that
+// we learn where parsing stopped.
 static int open_until(const char *path, const DcmTagKey &stop, dcmw_file **out, char *why,
                       size_t n)
 {
@@ -91,13 +95,19 @@ static int open_until(const char *path, const DcmTagKey &stop, dcmw_file **out, 
     dcmw_file *f = new (std::nothrow) dcmw_file;
     if (!f)
         return DSP_ENOMEM;
-    OFCondition st = f->ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
-                                            ERM_autoDetect, stop);
+    DcmInputFileStream in(path);
+    OFCondition st = in.status();
+    if (st.good()) {
+        f->ff.transferInit();
+        st = f->ff.readUntilTag(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, stop);
+        f->ff.transferEnd();
+    }
     if (st.bad()) {
         set_why(why, n, "DCMTK cannot parse it: %s%s", st.text());
         delete f;
         return DSP_EFORMAT;
     }
+    f->parsed = (uint64_t)in.tell();
     f->xfer = f->ff.getDataset()->getOriginalXfer();
     DcmXfer x(f->xfer);
     f->xfer_uid = f->xfer == EXS_Unknown ? "" : x.getXferID();
@@ -113,6 +123,11 @@ extern "C" int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n)
 extern "C" int dcmw_open_header(const char *path, dcmw_file **out, char *why, size_t n)
 {
     return open_until(path, DCM_PixelData, out, why, n);
+}
+
+extern "C" uint64_t dcmw_parsed_bytes(const dcmw_file *f)
+{
+    return f->parsed;
 }
 
 extern "C" void dcmw_close(dcmw_file *f)

@@ -25,6 +25,9 @@ int dcmw_open(const char *path, dcmw_file **out, char *why, size_t n);
 /* The same, but parsing stops before PixelData: the attributes only, the
  * pixels are never read (dcmw_pixel_info and the decoders then see none). */
 int dcmw_open_header(const char *path, dcmw_file **out, char *why, size_t n);
+/* Bytes of the file parsed: after dcmw_open_header, where the pixel data
+ * starts (or the file ends). */
+uint64_t dcmw_parsed_bytes(const dcmw_file *f);
 /* NULL is a no-op. */
 void dcmw_close(dcmw_file *f);
 

@@ -69,12 +69,11 @@ typedef struct dicom_image {
 int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dicom_image *img,
                     char *why);
 void dicom_image_clear(dicom_image *img);
-/* The same checks and attributes from the header only (parsing stops
- * before PixelData; img->pixels stays NULL, PHI is not read): for grouping
- * files before reading them. Native pixel data longer than the file is
- * refused as truncated; other damage to the pixels shows only when the file
- * is read. A DICOM object without Rows is skipped (DICOM_SKIP) as not an
- * image. */
+/* The same checks, notes and attributes from the header only (parsing
+ * stops before PixelData; img->pixels stays NULL, PHI is not read): for
+ * grouping files before reading them. Native pixel data longer than what
+ * follows the header is refused as truncated; other damage to the pixels
+ * shows only when the file is read. */
 int dicom_read_header(const char *path, const dicom_limits *lim, dicom_image *img, char *why);
 
 /* Decode one JPEG 2000 codestream (or JP2 file) with OpenJPEG into out:

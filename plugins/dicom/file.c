@@ -514,8 +514,10 @@ int dicom_read_header(const char *path, const dicom_limits *lim, dicom_image *im
         return err;
     long rows = 0;
     int codec;
-    if (dcmw_get_int(f, DCMW_TAG(0x0028, 0x0010), 0, &rows) != 0 || rows <= 0) {
-        /* the pixels are not read here: no Rows is taken as no image */
+    /* parsing stops early only at PixelData: a file parsed to its end has none */
+    uint64_t header = dcmw_parsed_bytes(f);
+    if (header >= size && (dcmw_get_int(f, DCMW_TAG(0x0028, 0x0010), 0, &rows) != 0 ||
+                           rows <= 0)) {
         no_pixels_note(f, why);
         err = DICOM_SKIP;
         goto done;
@@ -526,12 +528,14 @@ int dicom_read_header(const char *path, const dicom_limits *lim, dicom_image *im
     }
     if ((err = read_attributes(f, 0, img, why)) < 0 || (err = check_limits(img, lim, why)) < 0)
         goto done;
-    /* native pixel data cannot be longer than the file: a cut copy shows here */
+    /* native pixel data must fit in what follows the header: a cut copy
+     * shows here, before anything is decoded */
     int ybr422 = img->spp == 3 && !strcmp(img->photometric, "YBR_FULL_422");
     uint64_t need = frame_bytes(img, ybr422) * (uint64_t)img->frames;
-    if (native_syntax(img->transfer_syntax) && size < need) {
-        snprintf(why, DICOM_WHY, "truncated: the file has %llu bytes, its pixel data (%d "
-                 "frame(s) of %d x %d) needs %llu", (unsigned long long)size, img->frames,
+    uint64_t left = size > header ? size - header : 0;
+    if (native_syntax(img->transfer_syntax) && left < need) {
+        snprintf(why, DICOM_WHY, "truncated: %llu bytes follow the header, the pixel data (%d "
+                 "frame(s) of %d x %d) needs %llu", (unsigned long long)left, img->frames,
                  img->cols, img->rows, (unsigned long long)need);
         err = DSP_EFORMAT;
     }
