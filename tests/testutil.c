@@ -59,3 +59,30 @@ const char *tu_fixture(const char *subdir, const char *name)
     snprintf(p, 1024, "%s/data/%s/%s", src && *src ? src : ".", subdir, name);
     return p;
 }
+
+int tu_copy_file(const char *src, const char *dst, long max_bytes)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", dst);
+    for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        mkdir(dir, 0755);
+        *p = '/';
+    }
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    char buf[65536];
+    long total = 0;
+    size_t n;
+    int ok = in && out;
+    while (ok && (max_bytes < 0 || total < max_bytes) && (n = fread(buf, 1, sizeof buf, in))) {
+        if (max_bytes >= 0 && total + (long)n > max_bytes)
+            n = (size_t)(max_bytes - total);
+        ok = fwrite(buf, 1, n, out) == n;
+        total += (long)n;
+    }
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        ok = 0;
+    return ok ? 0 : -1;
+}

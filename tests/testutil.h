@@ -17,4 +17,9 @@ char *tu_make_tmpdir(char *buf, size_t n, const char *tag);
 const char *tu_join(const char *dir, const char *name);
 const char *tu_fixture(const char *subdir, const char *name);
 
+/* Copy src to dst, at most max_bytes of it (all when negative; a cut copy
+ * makes a truncated file), creating dst's missing parent directories.
+ * 0, or -1 when either file cannot be opened or written. */
+int tu_copy_file(const char *src, const char *dst, long max_bytes);
+
 #endif
