@@ -9,9 +9,12 @@
  * BitsStored, SamplesPerPixel, NumberOfFrames, PixelData -- set to extremes,
  * truncation, insertions, deletions, copied blocks), writes the bytes to a
  * file and runs dicom.read on it (with limits low enough that an absurd
- * header is refused rather than allocated). Every input must either give a
- * volume whose every element is readable and whose shape matches its meta,
- * be skipped with a note, or fail with a message that names the file.
+ * header is refused rather than allocated), then the way medical_ct.pipe
+ * does: dicom.studies on its folder (headers only), its item into dicom.read.
+ * Every input must either give a volume whose every element is readable and
+ * whose shape matches its meta, be skipped with a note, or fail with a
+ * message (that names the file, from dicom.read on the file); dicom.studies
+ * itself must never fail.
  *
  * FUZZ_ITERATIONS (default 3000), FUZZ_SEED, FUZZ_SECONDS (default 60: the
  * run stops early, with the count done). `make fuzz-dicom` runs it for
@@ -150,6 +153,41 @@ static void check_output(dsp_packet *p, const char *path)
     fz_touch(t);                /* every byte must be readable */
 }
 
+/* dir holds only path: dicom.studies groups it (or makes it an unreadable
+ * item, or skips it), dicom.read reads that item. 1 when a volume came out. */
+static int run_studies(dsp_context *ctx, const char *dir, const char *path,
+                       const char *const *params, long it)
+{
+    char dir_param[300];
+    snprintf(dir_param, sizeof dir_param, "dir=%s", dir);
+    const char *sp[] = { dir_param, NULL };
+    dsp_harness *hs = NULL, *hr = NULL;
+    if (dsp_harness_new(ctx, "dicom.studies", sp, 0, &hs) < 0 ||
+        dsp_harness_new(ctx, "dicom.read", params, 1, &hr) < 0)
+        FAIL("dicom.studies / dicom.read: %s", dsp_context_errmsg(ctx));
+    int err, got = 0;
+    while ((err = dsp_harness_step(hs)) == 0)
+        ;
+    if (err != DSP_EOF)
+        FAIL("iteration %ld: dicom.studies failed on %s: %s", it, path,
+             dsp_harness_errmsg(hs));
+    dsp_packet *item, *out;
+    while ((item = dsp_harness_pull(hs, 0))) {
+        if (dsp_harness_push(hr, 0, item) < 0 && !dsp_harness_errmsg(hr)[0])
+            FAIL("iteration %ld: a study failed without a message", it);
+        while ((out = dsp_harness_pull(hr, 0))) {
+            check_output(out, path);
+            dsp_packet_unref(&out);
+            got = 1;
+        }
+    }
+    if (dsp_harness_flush(hr) < 0 || dsp_harness_pull(hr, 0))
+        FAIL("iteration %ld: dicom.read per study did something at the end", it);
+    dsp_harness_free(&hr);
+    dsp_harness_free(&hs);
+    return got;
+}
+
 int main(void)
 {
     const char *srcdir = getenv("TESTS_SRCDIR");
@@ -199,7 +237,7 @@ int main(void)
         cap = seeds[i].size > cap ? seeds[i].size : cap;
     cap += 4096;
     unsigned char *buf = malloc(cap);
-    long volumes = 0, failed = 0, skipped = 0, it;
+    long volumes = 0, failed = 0, skipped = 0, by_study = 0, it;
     fz_budget(3000, 60, &iterations);
     for (it = 0; it < iterations; it++) {
         if (fz_time_up(it))
@@ -239,11 +277,13 @@ int main(void)
         volumes += got;
         skipped += !got && err == 0 && ferr == 0;
         dsp_harness_free(&h);
+        by_study += run_studies(ctx, dir, path, params, it);
     }
     unlink(path);
     rmdir(dir);
     fprintf(stderr, "fuzz_dicom: %ld inputs: %ld volumes, %ld refused with a message, %ld "
-            "skipped or refused at the series level\n", it, volumes, failed, skipped);
+            "skipped or refused at the series level; %ld volumes by study\n", it, volumes,
+            failed, skipped, by_study);
     free(buf);
     for (int i = 0; i < n_seeds; i++)
         free(seeds[i].data);

@@ -144,6 +144,32 @@ static char *common_dir(const studies_ctx *c, const study *s)
     return dir;
 }
 
+/* Text taken from a file (a UID, a transfer syntax in a reason) can hold
+ * any bytes; meta strings must be UTF-8. Non-printable bytes become '?'. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            *s = '?';
+}
+
+/* 1 when s can be a meta string (valid UTF-8). */
+static int meta_ok(const char *s)
+{
+    dsp_meta *m = dsp_meta_new();
+    int ok = m && dsp_meta_set_str(m, "s", s) == 0;
+    dsp_meta_free(&m);
+    return ok;
+}
+
+static int is_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
+}
+
 /* A skipped file's note goes to every study that lies in its folder or
  * below it: what was in that study's folder tree. */
 static int note_skipped(studies_ctx *c, const char *path, const char *why)
@@ -153,6 +179,8 @@ static int note_skipped(studies_ctx *c, const char *path, const char *why)
     if (!dir)
         return DSP_ENOMEM;
     snprintf(note, sizeof note, "%s: skipped: %s", path, why);
+    if (!meta_ok(note))
+        printable(note);        /* a file name that is not UTF-8 */
     size_t len = strlen(dir);
     int err = 0;
     for (size_t k = 0; k < c->n_st && !err; k++) {
@@ -184,7 +212,12 @@ static int scan(dsp_node *node, studies_ctx *c)
             snprintf(why, sizeof why, "a DICOM image without StudyInstanceUID (0020,000D): it "
                      "belongs to no study");
             r = DSP_EFORMAT;
+        } else if (r == 0 && !is_printable(img.study_uid)) {
+            snprintf(why, sizeof why, "its StudyInstanceUID (0020,000D) holds bytes no UID "
+                     "has: the file is damaged");
+            r = DSP_EFORMAT;
         }
+        printable(why);
         if (r == 0) {
             study *s = study_for(c, img.study_uid, &last);
             err = s ? add_file(s, i) : DSP_ENOMEM;
@@ -257,13 +290,27 @@ static int studies_process(dsp_node *node, dsp_packet **in)
         if (err < 0)
             return err;
     }
-    if (c->next >= c->n_st || dsp_node_stopping(node))
-        return DSP_EOF;
-    const study *s = &c->st[c->next++];
-    dsp_packet *p = dsp_node_packet_new(node);
-    if (!p)
-        return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
-    int err = set_study_meta(c, s, dsp_packet_meta(p));
+    dsp_packet *p = NULL;
+    const study *s;
+    int err;
+    do {
+        if (c->next >= c->n_st || dsp_node_stopping(node))
+            return DSP_EOF;
+        s = &c->st[c->next++];
+        if (!(p = dsp_node_packet_new(node)))
+            return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+        err = set_study_meta(c, s, dsp_packet_meta(p));
+        if (err < 0 && err != DSP_ENOMEM) {
+            /* a path that is not UTF-8 cannot travel in meta; a source that
+             * failed would end the batch, so this study is left out, loudly */
+            char dir[1024];
+            snprintf(dir, sizeof dir, "%s", s->dir);
+            printable(dir);
+            dsp_node_log(node, DSP_LOG_ERROR, "%s: left out: a file name in it is not "
+                         "UTF-8; rename it", dir);
+            dsp_packet_unref(&p);
+        }
+    } while (err < 0 && err != DSP_ENOMEM);
     if (err < 0) {
         dsp_packet_unref(&p);
         return dsp_node_fail(node, err, "%s: cannot set metadata: %s", s->dir,
