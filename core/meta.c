@@ -126,6 +126,25 @@ int dsp_meta_set_floats(dsp_meta *m, const char *key, const double *v,
     return meta_set(m, key, a);
 }
 
+int dsp_meta_set_strs(dsp_meta *m, const char *key, const char *const *v, size_t n)
+{
+    json_t *a;
+
+    if (n && !v)
+        return DSP_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!v[i] || !utf8_valid(v[i]))
+            return DSP_EINVAL;
+    a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        if (json_array_append_new(a, json_string(v[i])) < 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return meta_set(m, key, a);
+}
+
 int dsp_meta_set_ints(dsp_meta *m, const char *key, const int64_t *v,
                       size_t n)
 {
@@ -296,6 +315,29 @@ int dsp_meta_get_floats(const dsp_meta *m, const char *key, double *out,
     json_array_foreach(v, i, e) {
         if (i < max)
             json_to_double(e, &out[i]);
+    }
+    *n = json_array_size(v);
+    return 0;
+}
+
+int dsp_meta_get_strs(const dsp_meta *m, const char *key, const char **out,
+                      size_t max, size_t *n)
+{
+    json_t *v, *e;
+    size_t i;
+    int err = meta_get(m, key, n, &v);
+
+    if (err < 0)
+        return err;
+    if (!json_is_array(v) || (max && !out))
+        return DSP_EINVAL;
+    json_array_foreach(v, i, e) {
+        if (!json_is_string(e))
+            return DSP_EINVAL;
+    }
+    json_array_foreach(v, i, e) {
+        if (i < max)
+            out[i] = json_string_value(e);
     }
     *n = json_array_size(v);
     return 0;

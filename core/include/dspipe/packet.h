@@ -30,6 +30,9 @@ DSP_API int dsp_meta_set_floats(dsp_meta *m, const char *key, const double *v,
                                 size_t n);
 DSP_API int dsp_meta_set_ints(dsp_meta *m, const char *key, const int64_t *v,
                               size_t n);
+/* An array of strings (each valid UTF-8; DSP_EINVAL otherwise). */
+DSP_API int dsp_meta_set_strs(dsp_meta *m, const char *key, const char *const *v,
+                              size_t n);
 /* Parse json and store the value under key. DSP_EFORMAT if it does not parse. */
 DSP_API int dsp_meta_set_json(dsp_meta *m, const char *key, const char *json);
 /* The nested dictionary under key, created (replacing a non-dictionary) if
@@ -51,6 +54,10 @@ DSP_API int dsp_meta_get_str(const dsp_meta *m, const char *key,
  * may exceed max). */
 DSP_API int dsp_meta_get_floats(const dsp_meta *m, const char *key, double *out,
                                 size_t max, size_t *n);
+/* An array of strings: up to max borrowed pointers into out, *n the
+ * array's length; DSP_EINVAL when an element is not a string. */
+DSP_API int dsp_meta_get_strs(const dsp_meta *m, const char *key, const char **out,
+                              size_t max, size_t *n);
 /* Nested dictionary or NULL. Borrowed. */
 DSP_API const dsp_meta *dsp_meta_get_dict(const dsp_meta *m, const char *key);
 DSP_API size_t dsp_meta_size(const dsp_meta *m);
