@@ -545,6 +545,17 @@ START_TEST(test_meta_types)
     ck_assert(fs[0] == 1.0 && fs[1] == -2.0);
     ck_assert_int_eq(dsp_meta_get_floats(m, "fs", NULL, 0, &n), 0);
     ck_assert_uint_eq(n, 3);
+    /* string arrays: borrowed strings, the length even past max */
+    const char *strs[2] = { "a/b.dcm", "c" }, *got[2] = { NULL, NULL };
+    ck_assert_int_eq(dsp_meta_set_strs(m, "ss", strs, 2), 0);
+    ck_assert_int_eq(dsp_meta_get_strs(m, "ss", got, 1, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(!strcmp(got[0], "a/b.dcm") && got[1] == NULL);
+    ck_assert_int_eq(dsp_meta_get_strs(m, "fs", got, 2, &n), DSP_EINVAL);
+    ck_assert_int_eq(dsp_meta_get_strs(m, "s", got, 2, &n), DSP_EINVAL);
+    strs[1] = "\xff";
+    ck_assert_int_eq(dsp_meta_set_strs(m, "bad", strs, 2), DSP_EINVAL);
+    ck_assert_int_eq(dsp_meta_remove(m, "ss"), 0);
 
     /* wrong type, missing key */
     ck_assert_int_eq(dsp_meta_get_int(m, "f", &i), DSP_EINVAL);
