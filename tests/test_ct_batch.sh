@@ -54,6 +54,19 @@ has res/errors.jsonl "batch/broken" "the broken study's folder"
 has res/errors.jsonl '"node":"series"' "failed in dicom.read"
 
 # same folder, same order of results, on one thread and on several
+# --resume: the three studies done are journaled by StudyInstanceUID and
+# skipped; the broken one is tried again (and fails again)
+[ "$(lines res/done.jsonl)" -eq 3 ] && ok || { fail "done.jsonl: want 3 lines"; cat res/done.jsonl >&2; }
+for u in $uids; do has res/done.jsonl "\"key\":\"$u\"" "journaled by study UID $u"; done
+hasnt res/done.jsonl "$broken_uid" "the broken study is not journaled"
+touch -d '2001-01-01' res/*/findings.json
+expect 3 "--resume runs only the broken study" -- "$DSPIPE" --resume "$PIPE" batch res
+has err "3 of 4 items already done" "resume says what it skipped"
+for u in $uids; do
+    [ "$(stat -c %Y res/$u/findings.json)" -lt 1000000000 ] && ok || fail "study $u was run again"
+done
+[ "$(lines res/errors.jsonl)" -eq 1 ] && ok || fail "resume: errors.jsonl: want 1 line"
+
 expect 3 "again on one thread" -- "$DSPIPE" -q --threads 1 "$PIPE" batch res1
 grep '^study ' stdout_1 >order_a
 grep '^study ' out >order_b

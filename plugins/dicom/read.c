@@ -15,6 +15,8 @@ enum { SELECT_LARGEST, SELECT_ALL };
 static const char *const select_names[] = { "largest", "all", NULL };
 enum { PHI_DROP, PHI_KEEP };
 static const char *const phi_names[] = { "drop", "keep", NULL };
+enum { INPUT_AUTO, INPUT_FILES, INPUT_STUDIES };
+static const char *const input_names[] = { "auto", "files", "studies", NULL };
 
 typedef struct read_ctx {
     /* parameters */
@@ -33,9 +35,15 @@ typedef struct read_ctx {
     char *notes;                /* JSON array text, malloc'd */
     int n_skipped;
     int per_item;               /* fed studies (meta "paths"): one item each */
+    int input;                  /* INPUT_*: what the packets are */
 } read_ctx;
 
 static const dsp_param_def read_params[] = {
+    { .name = "input", .type = DSP_PARAM_ENUM, .def = "auto", .choices = input_names,
+      .offset = offsetof(read_ctx, input),
+      .doc = "files: one file per packet (files.list), series built at the end of the stream; "
+             "studies: one study per packet (dicom.studies), emitted at once, so a run can be "
+             "resumed; auto: by each packet's meta (path or paths)" },
     { .name = "name", .type = DSP_PARAM_STRING, .def = "volume",
       .offset = offsetof(read_ctx, name), .doc = "name of the output tensor" },
     { .name = "modality", .type = DSP_PARAM_STRING, .def = "",
@@ -94,6 +102,9 @@ static int read_init(dsp_node *node)
     if (!c->name || !c->name[0])
         return dsp_node_fail(node, DSP_EINVAL, "name must not be empty");
     /* without DCMTK's dictionary every file would fail: refuse to start */
+    /* one study per item keeps nothing past its item: --resume can journal it */
+    if (c->input == INPUT_STUDIES)
+        dsp_node_set_gather(node, 0);
     char why[DICOM_WHY];
     int err = dcmw_init(why, sizeof why);
     return err < 0 ? dsp_node_fail(node, err, "%s", why) : 0;
@@ -216,8 +227,11 @@ static int read_process(dsp_node *node, dsp_packet **in)
 {
     read_ctx *c = dsp_node_priv(node);
     const char *path = NULL;
-    if (dsp_meta_has(dsp_packet_meta_const(in[0]), "paths"))
+    if (dsp_meta_has(dsp_packet_meta_const(in[0]), "paths") && c->input != INPUT_FILES)
         return read_study(node, c, in[0]);
+    if (c->input == INPUT_STUDIES)
+        return dsp_node_fail(node, DSP_EINVAL, "not a study: no array meta \"paths\" (input=studies "
+                             "takes what dicom.studies emits)");
     if (dsp_meta_get_str(dsp_packet_meta_const(in[0]), "path", &path) < 0)
         return dsp_node_fail(node, DSP_EINVAL, "item %" PRId64 " has neither string meta "
                              "\"path\" nor array meta \"paths\"; connect dicom.read to "
