@@ -1,0 +1,404 @@
+/* test_video_encoder.c - VideoMAE and torchvision video ResNets (encoders/video) against transformers / torchvision, and video.classify. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dspipe/dspipe.h>
+#include <dspipe/harness.h>
+#include <dspipe/tensorio.h>
+
+#include "testutil.h"
+#include "video_model.h"
+
+/* Tolerances, f32 everywhere, errors as max |got - want| / max |want| over
+ * a batch's logits:
+ *  - against transformers / torchvision: 1e-4. Both sides compute in f32
+ *    but sum in other orders (im2col GEMM vs. oneDNN / MKL convolutions,
+ *    tiled online-softmax attention vs. eager softmax); through 18 conv +
+ *    batch-norm layers, or 2 transformer blocks, that leaves errors around
+ *    1e-6 of the largest logit (printed), so 1e-4 catches any wrong weight,
+ *    layout or stride while not failing on summation order;
+ *  - a clip in a batch against the same clip alone: 1e-5 (only BLAS
+ *    blocking changes with the batch size). */
+#define TOL_REF 1e-4
+#define TOL_BATCH 1e-5
+
+static const char *const fixtures[] = { "videomae_mean", "videomae_cls", "r3d_18", "mc3_18", "r2plus1d_18" };
+#define NFIX (int)(sizeof fixtures / sizeof fixtures[0])
+
+typedef struct fixture {
+    video_model *m;
+    dsp_safetensors *io;
+    dsp_tensor *clips, *pixels, *logits;
+    int64_t B, classes;
+} fixture;
+
+static const char *fixture_dir(const char *name)
+{
+    return tu_fixture("video_encoder", name);
+}
+
+static dsp_tensor *get(dsp_safetensors *st, const char *name)
+{
+    dsp_tensor *t = NULL;
+    ck_assert_msg(dsp_safetensors_get(st, name, &t) == 0, "io.safetensors has no %s", name);
+    return t;
+}
+
+static void fixture_open(fixture *f, const char *name)
+{
+    memset(f, 0, sizeof *f);
+    char *why = NULL;
+    const char *dir = fixture_dir(name);
+    ck_assert_msg(video_model_open(dir, &f->m, &why) == 0, "video_model_open %s: %s", dir, why ? why : "?");
+    ck_assert_int_eq(dsp_safetensors_open(tu_join(dir, "io.safetensors"), &f->io, NULL), 0);
+    f->clips = get(f->io, "clips");
+    f->pixels = get(f->io, "pixel_values");
+    f->logits = get(f->io, "logits");
+    f->B = f->logits->shape[0];
+    f->classes = f->logits->shape[1];
+    ck_assert_int_eq(f->classes, video_model_get_info(f->m)->num_classes);
+}
+
+static void fixture_close(fixture *f)
+{
+    dsp_tensor_unref(&f->clips);
+    dsp_tensor_unref(&f->pixels);
+    dsp_tensor_unref(&f->logits);
+    dsp_safetensors_close(&f->io);
+    video_model_close(&f->m);
+}
+
+/* max |got - want| / max |want| over n values (NaN counts as failure) */
+static double rel_err(const float *got, const float *want, int64_t n)
+{
+    double err = 0, mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        err = e > err || isnan(e) ? e : err;
+        mx = fabs(want[i]) > mx ? fabs(want[i]) : mx;
+    }
+    return mx > 0 ? err / mx : err;
+}
+
+/* clip b of a [B, ...] tensor as a [1, ...] view */
+static dsp_tensor *one_clip(const dsp_tensor *t, int64_t b)
+{
+    int64_t shape[DSP_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = 1;
+    dsp_tensor *v = NULL;
+    ck_assert_int_eq(dsp_tensor_from_buffer(t->dtype, t->ndim, shape, t->stride, t->buf,
+                                            t->offset + (size_t)(b * t->stride[0]) * dsp_dtype_size(t->dtype), &v), 0);
+    return v;
+}
+
+START_TEST(test_logits_match_reference)
+{
+    fixture f;
+    fixture_open(&f, fixtures[_i]);
+    dsp_tensor *out = NULL;
+    ck_assert_msg(video_model_forward(f.m, f.pixels, &out) == 0, "%s", video_model_errmsg(f.m));
+    ck_assert_int_eq(out->ndim, 2);
+    ck_assert_int_eq(out->shape[0], f.B);
+    ck_assert_int_eq(out->shape[1], f.classes);
+    double e = rel_err(dsp_tensor_data(out), dsp_tensor_data(f.logits), f.B * f.classes);
+    printf("%s: logits rel err %.2e (tol %.0e)\n", fixtures[_i], e, TOL_REF);
+    ck_assert_msg(e <= TOL_REF, "%s: logits error %.3e", fixtures[_i], e);
+    dsp_tensor_unref(&out);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(test_batch_equals_single)
+{
+    fixture f;
+    fixture_open(&f, fixtures[_i]);
+    dsp_tensor *all = NULL;
+    ck_assert_int_eq(video_model_forward(f.m, f.pixels, &all), 0);
+    double worst = 0;
+    for (int64_t b = 0; b < f.B; b++) {
+        dsp_tensor *x = one_clip(f.pixels, b), *one = NULL;
+        ck_assert_msg(video_model_forward(f.m, x, &one) == 0, "%s", video_model_errmsg(f.m));
+        ck_assert_int_eq(one->shape[0], 1);
+        double e = rel_err(dsp_tensor_data(one), (const float *)dsp_tensor_data(all) + b * f.classes, f.classes);
+        worst = e > worst ? e : worst;
+        dsp_tensor_unref(&one);
+        dsp_tensor_unref(&x);
+    }
+    printf("%s: batch vs single rel err %.2e (tol %.0e)\n", fixtures[_i], worst, TOL_BATCH);
+    ck_assert_msg(worst <= TOL_BATCH, "%s: batch vs single %.3e", fixtures[_i], worst);
+    dsp_tensor_unref(&all);
+    fixture_close(&f);
+}
+END_TEST
+
+/* VideoMAE's position table fixes the clip size; the ResNets take any */
+START_TEST(test_wrong_clip_size)
+{
+    fixture f;
+    fixture_open(&f, "videomae_mean");
+    const video_model_info *in = video_model_get_info(f.m);
+    int64_t shape[5] = { 1, 3, in->frames + 2, in->height, in->width };
+    dsp_tensor *x = NULL, *out = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 5, shape, &x), 0);
+    memset(dsp_tensor_data(x), 0, dsp_tensor_nbytes(x));
+    ck_assert_int_eq(video_model_forward(f.m, x, &out), DSP_EINVAL);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(video_model_errmsg(f.m), "takes [batch, 3, 4, 32, 32]"), "%s", video_model_errmsg(f.m));
+    dsp_tensor_unref(&x);
+    fixture_close(&f);
+
+    fixture_open(&f, "r3d_18");
+    int64_t odd[5] = { 2, 3, 5, 17, 9 };
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 5, odd, &x), 0);
+    memset(dsp_tensor_data(x), 0, dsp_tensor_nbytes(x));
+    ck_assert_msg(video_model_forward(f.m, x, &out) == 0, "%s", video_model_errmsg(f.m));
+    ck_assert_int_eq(out->shape[0], 2);
+    dsp_tensor_unref(&out);
+    dsp_tensor_unref(&x);
+    fixture_close(&f);
+}
+END_TEST
+
+/* Copy fixture src into a temporary folder with config.json replaced (NULL:
+ * kept) and tensor `drop` left out (NULL: all kept); returns the folder. */
+static const char *bad_folder(char *tmp, size_t n, const char *src, const char *config, const char *drop)
+{
+    ck_assert_ptr_nonnull(tu_make_tmpdir(tmp, n, "videoenc"));
+    dsp_safetensors *st = NULL;
+    ck_assert_int_eq(dsp_safetensors_open(tu_join(fixture_dir(src), "model.safetensors"), &st, NULL), 0);
+    int count = dsp_safetensors_count(st), k = 0;
+    const char **names = calloc((size_t)count, sizeof *names);
+    dsp_tensor **ts = calloc((size_t)count, sizeof *ts);
+    for (int i = 0; i < count; i++) {
+        const char *name = dsp_safetensors_name(st, i);
+        if (drop && strcmp(name, drop) == 0)
+            continue;
+        names[k] = name;
+        ck_assert_int_eq(dsp_safetensors_get(st, name, &ts[k]), 0);
+        k++;
+    }
+    ck_assert_int_eq(k, drop ? count - 1 : count);
+    ck_assert_int_eq(dsp_safetensors_write(tu_join(tmp, "model.safetensors"), names, ts, k, NULL, NULL), 0);
+    for (int i = 0; i < k; i++)
+        dsp_tensor_unref(&ts[i]);
+    free(ts);
+    free(names);
+    dsp_safetensors_close(&st);
+    FILE *in = fopen(tu_join(fixture_dir(src), "config.json"), "r"), *out = fopen(tu_join(tmp, "config.json"), "w");
+    ck_assert(in && out);
+    if (config) {
+        fputs(config, out);
+    } else {
+        int ch;
+        while ((ch = fgetc(in)) != EOF)
+            fputc(ch, out);
+    }
+    fclose(in);
+    fclose(out);
+    return tmp;
+}
+
+static void expect_open_error(const char *dir, int code, const char *needle)
+{
+    video_model *m = NULL;
+    char *why = NULL;
+    ck_assert_int_eq(video_model_open(dir, &m, &why), code);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_msg(strstr(why, needle) && strstr(why, dir), "'%s' lacks '%s' or the folder", why, needle);
+    free(why);
+}
+
+START_TEST(test_bad_folders)
+{
+    static const char mae_config[] =
+        "{\"model_type\": \"videomae\", \"hidden_size\": 48, \"num_attention_heads\": 3, \"image_size\": 32, "
+        "\"num_frames\": 4, \"tubelet_size\": 2, \"patch_size\": 8, ";
+    static const struct {
+        const char *src, *config_tail, *drop;
+        int code;
+        const char *needle;
+    } cases[] = {
+        /* a missing tensor, named */
+        { "r3d_18", NULL, "layer3.1.conv2.1.running_var", DSP_ENOENT, "'layer3.1.conv2.1.running_var' is missing" },
+        { "videomae_cls", NULL, "videomae.encoder.layer.0.attention.attention.q_bias", DSP_EFORMAT,
+          "attention.attention.q_bias" },
+        /* shapes that disagree with config.json */
+        { "videomae_mean", "\"num_hidden_layers\": 2, \"intermediate_size\": 64}", NULL, DSP_EFORMAT,
+          "intermediate.dense.weight' is f32[96,48], expected f32[64, 48]" },
+        { "videomae_mean", "\"num_hidden_layers\": 1, \"intermediate_size\": 96}", NULL, DSP_EFORMAT,
+          "more layers than config.json's num_hidden_layers 1" },
+        /* unknown architectures */
+        { "r3d_18", "{\"model_type\": \"torchvision_video_resnet\", \"arch\": \"r3d_50\"}", NULL, DSP_EUNSUPPORTED,
+          "arch 'r3d_50' is not supported" },
+        { "r3d_18", "{\"model_type\": \"timesformer\"}", NULL, DSP_EUNSUPPORTED, "model_type 'timesformer'" },
+        /* r3d_18 weights under mc3_18's name: layer2's 3x3x3 kernels are not 1x3x3 */
+        { "r3d_18", "{\"model_type\": \"torchvision_video_resnet\", \"arch\": \"mc3_18\"}", NULL, DSP_EFORMAT,
+          "layer2.0.conv1.0.weight' is f32[8,4,3,3,3], expected f32[*, 4, 1, 3, 3]" },
+    };
+    expect_open_error("/nonexistent/video-model", DSP_ENOENT, "/nonexistent/video-model");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char tmp[512], config[1024];
+        const char *tail = cases[i].config_tail;
+        /* a tail starting with "{" is a whole config; otherwise it completes VideoMAE's */
+        snprintf(config, sizeof config, "%s%s", tail && tail[0] != '{' ? mae_config : "", tail ? tail : "");
+        bad_folder(tmp, sizeof tmp, cases[i].src, tail ? config : NULL, cases[i].drop);
+        expect_open_error(tmp, cases[i].code, cases[i].needle);
+        tu_remove_tree(tmp);
+    }
+}
+END_TEST
+
+static dsp_context *plugin_context(void)
+{
+    dsp_context *ctx = NULL;
+    ck_assert_int_eq(dsp_context_new(&ctx), 0);
+    ck_assert_int_eq(dsp_context_load_plugins(ctx), 0);
+    ck_assert_msg(dsp_context_find_op(ctx, "video.classify") != NULL, "video.classify not found: plugin path?");
+    return ctx;
+}
+
+/* clip b of the fixture's u8 clips as a packet (item b) */
+static dsp_packet *clip_packet(const fixture *f, int64_t b)
+{
+    dsp_packet *p = NULL;
+    ck_assert_int_eq(dsp_packet_new(&p), 0);
+    dsp_packet_set_pos(p, b, 0, 1);
+    const dsp_tensor *c = f->clips;
+    dsp_tensor *t = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_U8, 4, c->shape + 1, &t), 0);
+    memcpy(dsp_tensor_data(t), (const uint8_t *)dsp_tensor_data(c) + b * c->stride[0], dsp_tensor_nbytes(t));
+    ck_assert_int_eq(dsp_packet_set_tensor(p, "frames", t), 0);
+    ck_assert_int_eq(dsp_meta_set_str(dsp_packet_meta(p), "source", "clip.mp4"), 0);
+    return p;
+}
+
+/* video.classify on u8 clips as video.decode emits them: the normalisation
+ * of the model folder, logits as the reference, label/score/topk agreeing
+ * with the logits */
+START_TEST(test_op_u8_clips)
+{
+    dsp_context *ctx = plugin_context();
+    fixture f;
+    fixture_open(&f, fixtures[_i]);
+    char param[1200];
+    snprintf(param, sizeof param, "model=%s", fixture_dir(fixtures[_i]));
+    const char *params[] = { param, "top_k=3", NULL };
+    dsp_harness *h = NULL;
+    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
+    dsp_packet **pk = calloc((size_t)f.B, sizeof *pk);
+    for (int64_t b = 0; b < f.B; b++)
+        pk[b] = clip_packet(&f, b);
+    ck_assert_msg(dsp_harness_push_batch(h, pk, (int)f.B) == 0, "%s", dsp_harness_errmsg(h));
+    const float *want = dsp_tensor_data(f.logits);
+    for (int64_t b = 0; b < f.B; b++) {
+        dsp_packet *p = dsp_harness_pull(h, 0);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(dsp_packet_item(p), b);
+        ck_assert_ptr_null(dsp_packet_tensor(p, "frames"));
+        const dsp_tensor *l = dsp_packet_tensor(p, "logits");
+        ck_assert_ptr_nonnull(l);
+        ck_assert_int_eq(l->shape[0], f.classes);
+        const float *got = dsp_tensor_data(l);
+        double e = rel_err(got, want + b * f.classes, f.classes);
+        ck_assert_msg(e <= TOL_REF, "%s clip %lld: %.3e", fixtures[_i], (long long)b, e);
+        /* label and score from the reference logits: argmax and its softmax */
+        int64_t best = 0;
+        double sum = 0;
+        for (int64_t i = 0; i < f.classes; i++)
+            best = want[b * f.classes + i] > want[b * f.classes + best] ? i : best;
+        for (int64_t i = 0; i < f.classes; i++)
+            sum += exp((double)want[b * f.classes + i] - want[b * f.classes + best]);
+        const dsp_meta *meta = dsp_packet_meta_const(p);
+        const char *label = NULL;
+        double score = 0;
+        ck_assert_int_eq(dsp_meta_get_str(meta, "label", &label), 0);
+        ck_assert_str_eq(label, video_model_label(f.m, best));
+        ck_assert_int_eq(dsp_meta_get_float(meta, "score", &score), 0);
+        ck_assert_msg(fabs(score - 1.0 / sum) < 1e-4, "score %g, softmax %g", score, 1.0 / sum);
+        char *json = dsp_meta_to_json(meta);
+        char first[256];
+        snprintf(first, sizeof first, "\"topk\":[{\"label\":\"%s\",", label);
+        ck_assert_msg(strstr(json, first), "%s", json);
+        int entries = 0;
+        for (const char *s = strstr(json, "\"topk\""); s && (s = strstr(s, "\"score\"")); s++)
+            entries++;
+        ck_assert_int_eq(entries, f.classes < 3 ? (int)f.classes : 3);
+        free(json);
+        dsp_packet_unref(&p);
+    }
+    free(pk);
+    dsp_harness_free(&h);
+    fixture_close(&f);
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+/* a batch with a clip of the wrong size and one without frames: the good
+ * clips go out, the batch fails naming the bad clip and what the model takes */
+START_TEST(test_op_bad_clip)
+{
+    dsp_context *ctx = plugin_context();
+    fixture f;
+    fixture_open(&f, "videomae_mean");
+    char param[1200];
+    snprintf(param, sizeof param, "model=%s", fixture_dir("videomae_mean"));
+    const char *params[] = { param, NULL };
+    dsp_harness *h = NULL;
+    ck_assert_int_eq(dsp_harness_new(ctx, "video.classify", params, 1, &h), 0);
+    dsp_packet *pk[3] = { clip_packet(&f, 0), NULL, clip_packet(&f, 2) };
+    ck_assert_int_eq(dsp_packet_new(&pk[1]), 0);
+    dsp_packet_set_pos(pk[1], 1, 0, 1);
+    int64_t shape[4] = { 8, 32, 32, 3 };
+    dsp_tensor *t = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_U8, 4, shape, &t), 0);
+    memset(dsp_tensor_data(t), 7, dsp_tensor_nbytes(t));
+    ck_assert_int_eq(dsp_packet_set_tensor(pk[1], "frames", t), 0);
+    ck_assert_int_lt(dsp_harness_push_batch(h, pk, 3), 0);
+    const char *why = dsp_harness_errmsg(h);
+    ck_assert_msg(strstr(why, "item 1") && strstr(why, "u8[8,32,32,3]") && strstr(why, "takes 4 frames of 32 x 32"),
+                  "%s", why);
+    for (int k = 0; k < 2; k++) {
+        dsp_packet *p = dsp_harness_pull(h, 0);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(dsp_packet_item(p), k == 0 ? 0 : 2);
+        dsp_packet_unref(&p);
+    }
+    ck_assert_ptr_null(dsp_harness_pull(h, 0));
+    /* no clip tensor at all */
+    dsp_packet *bare = NULL;
+    ck_assert_int_eq(dsp_packet_new(&bare), 0);
+    ck_assert_int_lt(dsp_harness_push(h, 0, bare), 0);
+    ck_assert_msg(strstr(dsp_harness_errmsg(h), "no tensor 'frames'"), "%s", dsp_harness_errmsg(h));
+    dsp_harness_free(&h);
+    fixture_close(&f);
+    dsp_context_free(&ctx);
+}
+END_TEST
+
+static Suite *encoder_suite(void)
+{
+    Suite *s = suite_create("video_encoder");
+    TCase *tc = tcase_create("video");
+    tcase_add_loop_test(tc, test_logits_match_reference, 0, NFIX);
+    tcase_add_loop_test(tc, test_batch_equals_single, 0, NFIX);
+    tcase_add_test(tc, test_wrong_clip_size);
+    tcase_add_test(tc, test_bad_folders);
+    tcase_add_loop_test(tc, test_op_u8_clips, 0, NFIX);
+    tcase_add_test(tc, test_op_bad_clip);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(encoder_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
