@@ -2,6 +2,12 @@
 """make_video_fixtures.py - small random-init video classifiers and their logits, for tests/test_video_encoder.c.
 
     python3 tests/reference/make_video_fixtures.py [OUT]      # default: tests/data/video_encoder
+    python3 tests/reference/make_video_fixtures.py --full OUT # real sizes (~700 MB), not committed
+
+The second form writes the same layout for the real architectures with random weights
+(videomae_base: VideoMAE-base, 16 x 224 x 224; r3d_18, mc3_18, r2plus1d_18 at torchvision's
+widths); the test then runs on them with VIDEO_ENCODER_FIXTURES=OUT (see
+docs/video_encoder.md).
 
 Needs torch, torchvision, transformers and safetensors. Writes OUT/NAME/ for each model:
 
@@ -55,7 +61,7 @@ def save_io(d, clips, pv, logits):
               os.path.join(d, "io.safetensors"))
 
 
-def make_videomae(out, name, cfg, legacy_names, mean, g):
+def make_videomae(out, name, cfg, legacy_names, mean, g, B=3, std=0.2):
     cfg._attn_implementation = "eager"
     model = VideoMAEForVideoClassification(cfg).eval()
     with torch.no_grad():
@@ -63,7 +69,7 @@ def make_videomae(out, name, cfg, legacy_names, mean, g):
             if "norm" in pname and pname.endswith("weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
             else:
-                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+                p.copy_(std * torch.randn(p.shape, generator=g))
     d = os.path.join(out, name)
     model.save_pretrained(d, safe_serialization=True)
     std = IMAGENET_STD
@@ -81,7 +87,6 @@ def make_videomae(out, name, cfg, legacy_names, mean, g):
                .replace("attention.attention.value.bias", "attention.attention.v_bias"): v
               for k, v in st.items()}
         save_file(st, path, metadata={"format": "pt"})
-    B = 3
     clips = torch.randint(0, 256, (B, cfg.num_frames, cfg.image_size, cfg.image_size, 3),
                           generator=g, dtype=torch.uint8)
     pv = pixel_values(clips, mean, std)
@@ -119,8 +124,11 @@ def small_video_resnet(arch, widths, num_classes):
     return m
 
 
-def make_resnet(out, arch, g):
-    model = small_video_resnet(arch, (4, 8, 12, 16), 7)
+def make_resnet(out, arch, g, full=False):
+    if full:
+        model = getattr(tvr, arch)(weights=None, num_classes=400)
+    else:
+        model = small_video_resnet(arch, (4, 8, 12, 16), 7)
     with torch.no_grad():
         for mod in model.modules():
             if isinstance(mod, nn.Conv3d):
@@ -137,10 +145,10 @@ def make_resnet(out, arch, g):
                 mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
     model.eval()
     d = os.path.join(out, arch)
-    labels = ["abseiling", "bowling", "juggling balls", "playing cello", "surfing water",
-              "tai chi", "yoga"]
+    labels = None if full else ["abseiling", "bowling", "juggling balls", "playing cello",
+                                "surfing water", "tai chi", "yoga"]
     write_folder(model, arch, d, labels)
-    B, T, H, W = 3, 4, 24, 20
+    B, T, H, W = (2, 8, 112, 112) if full else (3, 4, 24, 20)
     clips = torch.randint(0, 256, (B, T, H, W, 3), generator=g, dtype=torch.uint8)
     pv = pixel_values(clips, KINETICS_MEAN, KINETICS_STD)
     with torch.no_grad():
@@ -150,10 +158,22 @@ def make_resnet(out, arch, g):
           f"logits max {logits.abs().max():.3f}")
 
 
+def main_full(out, g):
+    """Real sizes, random weights: VideoMAE-base (16 x 224 x 224, Kinetics-400's head) and the
+    three ResNets at torchvision's widths, two clips each (8 x 112 x 112 for the ResNets)."""
+    # std 0.05, not 0.2: at hidden 768, 0.2 makes attention logits of ~30 and a network so
+    # sensitive that f32 summation order alone moves its logits by 1e-4
+    make_videomae(out, "videomae_base", VideoMAEConfig(num_labels=400), True, None, g, B=2, std=0.05)
+    for arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
+        make_resnet(out, arch, g, full=True)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "data", "video_encoder")
     g = torch.Generator().manual_seed(4321)
+    if len(sys.argv) > 2 and sys.argv[1] == "--full":
+        return main_full(sys.argv[2], g)
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "data", "video_encoder")
     labels = {0: "archery", 1: "baking cookies", 2: "cartwheeling", 3: "dancing ballet", 4: "eating cake"}
     make_videomae(out, "videomae_mean", VideoMAEConfig(
         hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=96,
