@@ -351,6 +351,53 @@ START_TEST(test_op_u8_clips)
 }
 END_TEST
 
+/* f32 clips [3, T, H, W], already normalised (a strided view into the
+ * fixture's batch), under another tensor name, kept with keep_input */
+START_TEST(test_op_f32_clips)
+{
+    dsp_context *ctx = plugin_context();
+    fixture f;
+    fixture_open(&f, fixture_dir("r2plus1d_18"));
+    char param[1200];
+    snprintf(param, sizeof param, "model=%s", fixture_dir("r2plus1d_18"));
+    const char *params[] = { param, "input=pixels", "output=scores", "keep_input=true", "top_k=50", NULL };
+    dsp_harness *h = NULL;
+    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
+    dsp_packet **pk = calloc((size_t)f.B, sizeof *pk);
+    for (int64_t b = 0; b < f.B; b++) {
+        ck_assert_int_eq(dsp_packet_new(&pk[b]), 0);
+        dsp_packet_set_pos(pk[b], b, 0, 1);
+        dsp_tensor *one = one_clip(f.pixels, b), *clip = NULL;
+        /* [1, 3, T, H, W] -> [3, T, H, W] on the same storage */
+        ck_assert_int_eq(dsp_tensor_from_buffer(DSP_DTYPE_F32, 4, one->shape + 1, one->stride + 1, one->buf,
+                                                one->offset, &clip), 0);
+        dsp_tensor_unref(&one);
+        ck_assert_int_eq(dsp_packet_set_tensor(pk[b], "pixels", clip), 0);
+    }
+    ck_assert_msg(dsp_harness_push_batch(h, pk, (int)f.B) == 0, "%s", dsp_harness_errmsg(h));
+    for (int64_t b = 0; b < f.B; b++) {
+        dsp_packet *p = dsp_harness_pull(h, 0);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_ptr_nonnull(dsp_packet_tensor(p, "pixels"));
+        const dsp_tensor *l = dsp_packet_tensor(p, "scores");
+        ck_assert_ptr_nonnull(l);
+        double e = rel_err(dsp_tensor_data(l), (const float *)dsp_tensor_data(f.logits) + b * f.classes, f.classes);
+        ck_assert_msg(e <= TOL_REF, "clip %lld: %.3e", (long long)b, e);
+        char *json = dsp_meta_to_json(dsp_packet_meta_const(p));
+        int entries = 0;   /* top_k above the number of classes: every class once */
+        for (const char *s = strstr(json, "\"topk\""); s && (s = strstr(s, "\"score\"")); s++)
+            entries++;
+        ck_assert_int_eq(entries, f.classes);
+        free(json);
+        dsp_packet_unref(&p);
+    }
+    free(pk);
+    dsp_harness_free(&h);
+    fixture_close(&f);
+    dsp_context_free(&ctx);
+}
+END_TEST
+
 /* a batch with a clip of the wrong size and one without frames: the good
  * clips go out, the batch fails naming the bad clip and what the model takes */
 START_TEST(test_op_bad_clip)
@@ -402,6 +449,7 @@ static Suite *encoder_suite(void)
     tcase_add_test(tc, test_wrong_clip_size);
     tcase_add_test(tc, test_bad_folders);
     tcase_add_loop_test(tc, test_op_u8_clips, 0, nfix);
+    tcase_add_test(tc, test_op_f32_clips);
     tcase_add_test(tc, test_op_bad_clip);
     suite_add_tcase(s, tc);
     return s;
