@@ -290,6 +290,40 @@ static dsp_packet *clip_packet(const fixture *f, int64_t b)
     return p;
 }
 
+/* Output packet p of clip b: logits (tensor `name`) as the reference;
+ * label and score the reference's argmax and its softmax; topk that label
+ * first, min(top_k, classes) entries long. */
+static void check_prediction(const fixture *f, const dsp_packet *p, int64_t b, const char *name, int top_k)
+{
+    const float *want = (const float *)dsp_tensor_data(f->logits) + b * f->classes;
+    const dsp_tensor *l = dsp_packet_tensor(p, name);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(l->shape[0], f->classes);
+    double e = rel_err(dsp_tensor_data(l), want, f->classes);
+    ck_assert_msg(e <= TOL_REF, "clip %lld: %.3e", (long long)b, e);
+    int64_t best = 0;
+    double sum = 0;
+    for (int64_t i = 0; i < f->classes; i++)
+        best = want[i] > want[best] ? i : best;
+    for (int64_t i = 0; i < f->classes; i++)
+        sum += exp((double)want[i] - want[best]);
+    const dsp_meta *meta = dsp_packet_meta_const(p);
+    const char *label = NULL;
+    double score = 0;
+    ck_assert_int_eq(dsp_meta_get_str(meta, "label", &label), 0);
+    ck_assert_str_eq(label, video_model_label(f->m, best));
+    ck_assert_int_eq(dsp_meta_get_float(meta, "score", &score), 0);
+    ck_assert_msg(fabs(score - 1.0 / sum) < 1e-4, "score %g, softmax %g", score, 1.0 / sum);
+    char *json = dsp_meta_to_json(meta), first[256];
+    snprintf(first, sizeof first, "\"topk\":[{\"label\":\"%s\",", label);
+    ck_assert_msg(strstr(json, first), "%s", json);
+    int entries = 0;
+    for (const char *s = strstr(json, "\"topk\""); s && (s = strstr(s, "\"score\"")); s++)
+        entries++;
+    ck_assert_int_eq(entries, f->classes < top_k ? (int)f->classes : top_k);
+    free(json);
+}
+
 /* video.classify on u8 clips as video.decode emits them: the normalisation
  * of the model folder, logits as the reference, label/score/topk agreeing
  * with the logits */
@@ -307,41 +341,12 @@ START_TEST(test_op_u8_clips)
     for (int64_t b = 0; b < f.B; b++)
         pk[b] = clip_packet(&f, b);
     ck_assert_msg(dsp_harness_push_batch(h, pk, (int)f.B) == 0, "%s", dsp_harness_errmsg(h));
-    const float *want = dsp_tensor_data(f.logits);
     for (int64_t b = 0; b < f.B; b++) {
         dsp_packet *p = dsp_harness_pull(h, 0);
         ck_assert_ptr_nonnull(p);
         ck_assert_int_eq(dsp_packet_item(p), b);
         ck_assert_ptr_null(dsp_packet_tensor(p, "frames"));
-        const dsp_tensor *l = dsp_packet_tensor(p, "logits");
-        ck_assert_ptr_nonnull(l);
-        ck_assert_int_eq(l->shape[0], f.classes);
-        const float *got = dsp_tensor_data(l);
-        double e = rel_err(got, want + b * f.classes, f.classes);
-        ck_assert_msg(e <= TOL_REF, "%s clip %lld: %.3e", fixtures[_i], (long long)b, e);
-        /* label and score from the reference logits: argmax and its softmax */
-        int64_t best = 0;
-        double sum = 0;
-        for (int64_t i = 0; i < f.classes; i++)
-            best = want[b * f.classes + i] > want[b * f.classes + best] ? i : best;
-        for (int64_t i = 0; i < f.classes; i++)
-            sum += exp((double)want[b * f.classes + i] - want[b * f.classes + best]);
-        const dsp_meta *meta = dsp_packet_meta_const(p);
-        const char *label = NULL;
-        double score = 0;
-        ck_assert_int_eq(dsp_meta_get_str(meta, "label", &label), 0);
-        ck_assert_str_eq(label, video_model_label(f.m, best));
-        ck_assert_int_eq(dsp_meta_get_float(meta, "score", &score), 0);
-        ck_assert_msg(fabs(score - 1.0 / sum) < 1e-4, "score %g, softmax %g", score, 1.0 / sum);
-        char *json = dsp_meta_to_json(meta);
-        char first[256];
-        snprintf(first, sizeof first, "\"topk\":[{\"label\":\"%s\",", label);
-        ck_assert_msg(strstr(json, first), "%s", json);
-        int entries = 0;
-        for (const char *s = strstr(json, "\"topk\""); s && (s = strstr(s, "\"score\"")); s++)
-            entries++;
-        ck_assert_int_eq(entries, f.classes < 3 ? (int)f.classes : 3);
-        free(json);
+        check_prediction(&f, p, b, "logits", 3);
         dsp_packet_unref(&p);
     }
     free(pk);
@@ -379,16 +384,7 @@ START_TEST(test_op_f32_clips)
         dsp_packet *p = dsp_harness_pull(h, 0);
         ck_assert_ptr_nonnull(p);
         ck_assert_ptr_nonnull(dsp_packet_tensor(p, "pixels"));
-        const dsp_tensor *l = dsp_packet_tensor(p, "scores");
-        ck_assert_ptr_nonnull(l);
-        double e = rel_err(dsp_tensor_data(l), (const float *)dsp_tensor_data(f.logits) + b * f.classes, f.classes);
-        ck_assert_msg(e <= TOL_REF, "clip %lld: %.3e", (long long)b, e);
-        char *json = dsp_meta_to_json(dsp_packet_meta_const(p));
-        int entries = 0;   /* top_k above the number of classes: every class once */
-        for (const char *s = strstr(json, "\"topk\""); s && (s = strstr(s, "\"score\"")); s++)
-            entries++;
-        ck_assert_int_eq(entries, f.classes);
-        free(json);
+        check_prediction(&f, p, b, "scores", 50);   /* top_k above the number of classes: each class once */
         dsp_packet_unref(&p);
     }
     free(pk);
