@@ -78,6 +78,15 @@ static int do_silu(const dsp_tensor *x, const dsp_tensor *y, const dsp_tensor *z
     return dsp_silu(x, out);
 }
 
+static int do_relu(const dsp_tensor *x, const dsp_tensor *y, const dsp_tensor *z,
+                   const void *arg, dsp_tensor **out)
+{
+    (void)y;
+    (void)z;
+    (void)arg;
+    return dsp_relu(x, out);
+}
+
 static int do_swiglu(const dsp_tensor *g, const dsp_tensor *u, const dsp_tensor *z,
                      const void *arg, dsp_tensor **out)
 {
@@ -204,6 +213,7 @@ static void test_elementwise(void)
     cross("gelu exact", do_gelu, x, NULL, NULL, &exact, TOL_ELEM);
     cross("gelu tanh", do_gelu, x, NULL, NULL, &tanh_kind, TOL_ELEM);
     cross("silu", do_silu, x, NULL, NULL, NULL, TOL_ELEM);
+    cross("relu", do_relu, x, NULL, NULL, NULL, TOL_EXACT);
     cross("swiglu", do_swiglu, x, y, NULL, NULL, TOL_ELEM);
     cross("add same shape", do_add, x, y, NULL, NULL, TOL_EXACT);
     cross("add bias [65]", do_add, x, bias, NULL, NULL, TOL_EXACT);

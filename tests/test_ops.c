@@ -206,6 +206,50 @@ START_TEST(test_softmax_fully_masked_and_inplace)
 }
 END_TEST
 
+/* relu is exact: max(x, 0) with -0 and NaN kept as torch.relu keeps them;
+ * a strided input and an in-place output */
+START_TEST(test_relu)
+{
+    int64_t shape[2] = {3, 5};
+    dsp_tensor *x = NULL, *out = NULL, *col = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 2, shape, &x), 0);
+    float *v = dsp_tensor_data(x);
+    for (int i = 0; i < 15; i++)
+        v[i] = (float)(i - 7) * 0.5f;
+    v[14] = NAN;
+    v[0] = -0.0f;
+    ck_assert_int_eq(dsp_relu(x, &out), 0);
+    const float *o = dsp_tensor_data(out);
+    for (int i = 1; i < 14; i++)
+        ck_assert_float_eq(o[i], v[i] > 0 ? v[i] : 0.0f);
+    ck_assert(isnan(o[14]));
+    ck_assert(o[0] == 0.0f && signbit(o[0]));
+    /* column 1 of x, a strided [3] view: 1 * 0.5 - 3.5, 6 * 0.5 - 3.5, 11 * 0.5 - 3.5 */
+    int64_t cs[1] = {3}, st[1] = {5};
+    ck_assert_int_eq(dsp_tensor_from_buffer(DSP_DTYPE_F32, 1, cs, st, x->buf, sizeof(float), &col), 0);
+    dsp_tensor *c_out = NULL;
+    ck_assert_int_eq(dsp_relu(col, &c_out), 0);
+    const float *co = dsp_tensor_data(c_out);
+    ck_assert(co[0] == 0.0f && co[1] == 0.0f && co[2] == 2.0f);
+    dsp_tensor_unref(&c_out);
+    dsp_tensor_unref(&col);
+    /* in place */
+    dsp_tensor *same = x;
+    ck_assert_int_eq(dsp_relu(x, &same), 0);
+    ck_assert_ptr_eq(same, x);
+    ck_assert_float_eq(v[3], 0.0f);
+    ck_assert_float_eq(v[13], 3.0f);
+    /* an integer tensor is refused */
+    dsp_tensor *ints = NULL, *none = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_I32, 2, shape, &ints), 0);
+    ops_assert_error(dsp_relu(ints, &none), DSP_EINVAL, "relu");
+    ck_assert_ptr_null(none);
+    dsp_tensor_unref(&ints);
+    dsp_tensor_unref(&out);
+    dsp_tensor_unref(&x);
+}
+END_TEST
+
 START_TEST(test_cuda_refused_and_readonly_out)
 {
     int64_t xs[] = {3, 5};
@@ -311,6 +355,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_gelu);
     tcase_add_test(tc, test_silu);
+    tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_swiglu);
     tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_mul);

@@ -121,6 +121,7 @@ static int cuda_implements(const dspi_ops_backend *t, const char *op)
         {"upsample", offsetof(dspi_ops_backend, upsample)},
         {"csr_aggregate", offsetof(dspi_ops_backend, csr_aggregate)},
         {"lstm", offsetof(dspi_ops_backend, lstm)},
+        {"relu", offsetof(dspi_ops_backend, relu)},
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         if (strcmp(entries[i].name, op) != 0)

@@ -277,7 +277,11 @@ int dsp_rmsnorm(const dsp_tensor *x, const dsp_tensor *w, float eps, dsp_tensor 
     return dspi_op_finish(&c, rc, out);
 }
 
-/* gelu, silu (up == NULL) and swiglu share their checks and plumbing. */
+/* unary()'s kind for the activations that have none */
+#define UNARY_SILU (-1)
+#define UNARY_RELU (-2)
+
+/* gelu, silu and relu (up == NULL) and swiglu share their checks and plumbing. */
 static int unary(const char *op, const dsp_tensor *x, const dsp_tensor *up, int kind,
                  dsp_tensor **out)
 {
@@ -299,7 +303,7 @@ static int unary(const char *op, const dsp_tensor *x, const dsp_tensor *up, int 
             return dspi_op_finish(&c, rc, out);
         }
     }
-    if (kind != -1 && kind != DSP_GELU_EXACT && kind != DSP_GELU_TANH)
+    if (strcmp(op, "gelu") == 0 && kind != DSP_GELU_EXACT && kind != DSP_GELU_TANH)
         return dspi_op_finish(&c, dspi_op_fail(&c, DSP_EINVAL, "unknown gelu kind %d", kind), out);
     const dsp_tensor *ts[] = {x, up};
     const dspi_ops_backend *be = dspi_op_backend(&c, out, ts, 2, &rc);
@@ -313,6 +317,8 @@ static int unary(const char *op, const dsp_tensor *x, const dsp_tensor *up, int 
         rc = be->swiglu(xd, ud, n, dspi_op_res(&c));
     else if (kind >= 0)
         rc = be->gelu(xd, n, (dsp_gelu_kind)kind, dspi_op_res(&c));
+    else if (kind == UNARY_RELU)
+        rc = be->relu(xd, n, dspi_op_res(&c));
     else
         rc = be->silu(xd, n, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
@@ -325,7 +331,12 @@ int dsp_gelu(const dsp_tensor *x, dsp_gelu_kind kind, dsp_tensor **out)
 
 int dsp_silu(const dsp_tensor *x, dsp_tensor **out)
 {
-    return unary("silu", x, NULL, -1, out);
+    return unary("silu", x, NULL, UNARY_SILU, out);
+}
+
+int dsp_relu(const dsp_tensor *x, dsp_tensor **out)
+{
+    return unary("relu", x, NULL, UNARY_RELU, out);
 }
 
 int dsp_swiglu(const dsp_tensor *gate, const dsp_tensor *up, dsp_tensor **out)

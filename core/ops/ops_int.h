@@ -86,6 +86,7 @@ typedef struct dspi_ops_backend {
     int (*lstm)(const float *x, int64_t batch, int64_t seq, int64_t in, int64_t h,
                 const struct dspi_lstm_dir *dirs, int ndirs, const int64_t *lengths,
                 float *out);
+    int (*relu)(const float *x, int64_t n, float *out);
 } dspi_ops_backend;
 
 extern const dspi_ops_backend dspi_ops_cpu;
@@ -172,6 +173,7 @@ int dspi_cpu_rmsnorm(const float *x, int64_t rows, int64_t n, const void *w, dsp
                      float eps, float *out);
 int dspi_cpu_gelu(const float *x, int64_t n, dsp_gelu_kind kind, float *out);
 int dspi_cpu_silu(const float *x, int64_t n, float *out);
+int dspi_cpu_relu(const float *x, int64_t n, float *out);
 int dspi_cpu_swiglu(const float *gate, const float *up, int64_t n, float *out);
 int dspi_cpu_add(const float *a, const dspi_bview *b, float *out);
 int dspi_cpu_mul(const float *a, const dspi_bview *b, float *out);

@@ -77,6 +77,8 @@ typedef enum dsp_gelu_kind {
 /* Elementwise activations. *out may be x itself when x is writable. */
 DSP_API int dsp_gelu(const dsp_tensor *x, dsp_gelu_kind kind, dsp_tensor **out);
 DSP_API int dsp_silu(const dsp_tensor *x, dsp_tensor **out);
+/* max(x, 0) (torch.relu; -0 and NaN pass through as torch keeps them). */
+DSP_API int dsp_relu(const dsp_tensor *x, dsp_tensor **out);
 /* silu(gate) * up, both the same shape (the SwiGLU feed-forward). */
 DSP_API int dsp_swiglu(const dsp_tensor *gate, const dsp_tensor *up, dsp_tensor **out);
 

@@ -31,4 +31,5 @@ const dspi_ops_backend dspi_ops_cpu = {
     .upsample = dspi_cpu_upsample,
     .csr_aggregate = dspi_cpu_csr_aggregate,
     .lstm = dspi_cpu_lstm,
+    .relu = dspi_cpu_relu,
 };

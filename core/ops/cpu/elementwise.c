@@ -67,6 +67,21 @@ int dspi_cpu_silu(const float *x, int64_t n, float *out)
     return 0;
 }
 
+/* v > 0 ? v : 0 would turn NaN into 0; torch.relu keeps NaN (and -0) */
+static void relu_range(void *arg, int64_t i0, int64_t i1)
+{
+    const flat_job *jb = arg;
+    for (int64_t i = i0; i < i1; i++)
+        jb->out[i] = jb->x[i] < 0.0f ? 0.0f : jb->x[i];
+}
+
+int dspi_cpu_relu(const float *x, int64_t n, float *out)
+{
+    flat_job jb = {x, NULL, out, DSP_GELU_EXACT, 0};
+    dspi_parallel_for(n, FLAT_GRAIN, n, relu_range, &jb);
+    return 0;
+}
+
 static void swiglu_range(void *arg, int64_t i0, int64_t i1)
 {
     const flat_job *jb = arg;

@@ -144,6 +144,7 @@ const dspi_ops_backend dspi_ops_cuda = {
     dspi_cuda_upsample,
     dspi_cuda_csr_aggregate,
     dspi_cuda_lstm,
+    dspi_cuda_relu,
 };
 
 static const dspi_backend cuda_backend = {

@@ -101,6 +101,7 @@ int dspi_cuda_rmsnorm(const float *x, int64_t rows, int64_t n, const void *w, ds
                       float eps, float *out);
 int dspi_cuda_gelu(const float *x, int64_t n, dsp_gelu_kind kind, float *out);
 int dspi_cuda_silu(const float *x, int64_t n, float *out);
+int dspi_cuda_relu(const float *x, int64_t n, float *out);
 int dspi_cuda_swiglu(const float *gate, const float *up, int64_t n, float *out);
 int dspi_cuda_add(const float *a, const dspi_bview *b, float *out);
 int dspi_cuda_mul(const float *a, const dspi_bview *b, float *out);

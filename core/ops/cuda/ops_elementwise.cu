@@ -30,6 +30,12 @@ __global__ static void silu_kernel(const float *x, int64_t n, float *out)
     GRID_STRIDE(i, n) out[i] = silu(x[i]);
 }
 
+/* not fmaxf: torch.relu keeps NaN */
+__global__ static void relu_kernel(const float *x, int64_t n, float *out)
+{
+    GRID_STRIDE(i, n) out[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
 __global__ static void swiglu_kernel(const float *gate, const float *up, int64_t n, float *out)
 {
     GRID_STRIDE(i, n) out[i] = silu(gate[i]) * up[i];
@@ -50,6 +56,15 @@ int dspi_cuda_silu(const float *x, int64_t n, float *out)
     if ((rc = dspi_cuda_enter(out)) < 0 || n == 0)
         return rc;
     silu_kernel<<<dspi_cuda_blocks(n), DSPI_CUDA_THREADS>>>(x, n, out);
+    return dspi_cuda_launched();
+}
+
+int dspi_cuda_relu(const float *x, int64_t n, float *out)
+{
+    int rc;
+    if ((rc = dspi_cuda_enter(out)) < 0 || n == 0)
+        return rc;
+    relu_kernel<<<dspi_cuda_blocks(n), DSPI_CUDA_THREADS>>>(x, n, out);
     return dspi_cuda_launched();
 }
 
