@@ -235,28 +235,17 @@ int video_resnet_load(vm_loader *ld, video_model *m)
     return vm_get_tensor(ld, "fc.bias", 1, &m->info.num_classes, &r->fc_b);
 }
 
-/* In place on a tensor an operator just returned (contiguous, CPU, its
- * only reference). core/ops has no ReLU; this loop is the one piece of
- * arithmetic outside it (see docs/video_encoder.md). */
-static void relu_inplace(dsp_tensor *t)
-{
-    float *p = dsp_tensor_data(t);
-    for (int64_t i = 0, n = dsp_tensor_numel(t); i < n; i++)
-        p[i] = p[i] > 0.0f ? p[i] : 0.0f;
-}
-
 static int run_conv_bn(video_model *m, const conv_bn *c, const dsp_tensor *x, dsp_tensor **out)
 {
     dsp_tensor *y = NULL;
     int rc = dsp_conv3d(x, c->w, NULL, &c->opts, &y);
     if (rc == 0)
         rc = dsp_batchnorm(y, c->mean, c->var, c->gamma, c->beta, BN_EPS, out);
+    /* in place: *out is the batch norm's fresh result */
+    if (rc == 0 && c->relu && (rc = dsp_relu(*out, out)) < 0)
+        dsp_tensor_unref(out);
     dsp_tensor_unref(&y);
-    if (rc < 0)
-        return vm_ops_err(m, rc, "convolution");
-    if (c->relu)
-        relu_inplace(*out);
-    return 0;
+    return rc < 0 ? vm_ops_err(m, rc, "convolution") : 0;
 }
 
 /* steps n conv_bn from x into *out (x itself is not consumed) */
@@ -283,11 +272,10 @@ static int run_block(video_model *m, const res_block *b, const dsp_tensor *x, ds
         goto done;
     if (b->has_down && (rc = run_conv_bn(m, &b->down, x, &sc)) < 0)
         goto done;
-    if ((rc = dsp_add(y, sc ? sc : x, &y)) < 0) {
+    if ((rc = dsp_add(y, sc ? sc : x, &y)) < 0 || (rc = dsp_relu(y, &y)) < 0) {
         rc = vm_ops_err(m, rc, "residual");
         goto done;
     }
-    relu_inplace(y);
     *out = y;
     y = NULL;
 done:
