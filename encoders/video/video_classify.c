@@ -208,35 +208,25 @@ static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const f
         err = set_prediction(c, dsp_packet_meta(p), prob);
     if (err < 0) {
         dsp_packet_unref(&p);
-        return dsp_node_fail(node, err, "item %lld: cannot build the output packet", (long long)dsp_packet_item(src));
+        dsp_node_fail_packet(node, src, err, "cannot build the output packet");
+        return 0;               /* that clip's item fails; the others go on */
     }
     return dsp_node_emit(node, 0, p);
 }
 
-static int item_fail(dsp_node *node, const dsp_packet *p, const char *why, int others)
-{
-    const char *src = NULL;
-    dsp_meta_get_str(dsp_packet_meta_const(p), "source", &src);
-    return dsp_node_fail(node, DSP_EINVAL, "item %lld part %lld%s%s%s: %s%s", (long long)dsp_packet_item(p),
-                         (long long)dsp_packet_part(p), src ? " (" : "", src ? src : "", src ? ")" : "", why,
-                         others ? " (and other clips of this batch)" : "");
-}
-
-/* Clips of one size run as one batch; the valid items of a batch all go
- * out, in order, and the batch then reports its first bad clip. */
+/* Clips of one size run as one batch; a bad clip fails its item alone
+ * (dsp_node_fail_packet) and the valid ones all go out, in order. */
 static int classify_batch(dsp_node *node, dsp_packet **in, int n)
 {
     classify_ctx *c = dsp_node_priv(node);
     clip_slot *slots = calloc((size_t)n, sizeof *slots);
     dsp_tensor **logits = calloc((size_t)n, sizeof *logits), **probs = calloc((size_t)n, sizeof *probs);
     int rc = slots && logits && probs ? 0 : dsp_node_fail(node, DSP_ENOMEM, "out of memory");
-    int first_bad = -1, nbad = 0;
     for (int k = 0; rc == 0 && k < n; k++) {
         check_clip(c, in[k], &slots[k]);
         slots[k].group = -1;
         if (slots[k].why[0]) {
-            first_bad = first_bad < 0 ? k : first_bad;
-            nbad++;
+            dsp_node_fail_packet(node, in[k], DSP_EINVAL, "%s", slots[k].why);
             continue;
         }
         for (int j = 0; j < k && slots[k].group < 0; j++)
@@ -264,8 +254,6 @@ static int classify_batch(dsp_node *node, dsp_packet **in, int n)
                             (row_logits - (const float *)dsp_tensor_data(logits[g]));
         rc = emit_result(node, c, in[k], row_logits, prob);
     }
-    if (rc == 0 && first_bad >= 0)
-        rc = item_fail(node, in[first_bad], slots[first_bad].why, nbad > 1);
     for (int k = 0; k < n && logits && probs; k++) {
         dsp_tensor_unref(&logits[k]);
         dsp_tensor_unref(&probs[k]);
