@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct slice {
     const dicom_image *img;
@@ -246,6 +248,50 @@ static double sample(const dicom_image *im, int64_t i)
     }
 }
 
+/* A new volume is hundreds of MB that the kernel would otherwise fault in
+ * 4 KiB at a time while it is filled: on the dev VM that took 0.25 s for a
+ * 300-slice CT, twice the time of reading its files. Ask for transparent
+ * huge pages, as numpy does for its large arrays. Only advice: a kernel
+ * without THP, or with it off, ignores it. */
+static void advise_huge_pages(const dsp_tensor *t)
+{
+#ifdef MADV_HUGEPAGE
+    size_t n = dsp_tensor_nbytes(t);
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)dsp_tensor_data(t), end = start + n;
+    uintptr_t first = pg > 0 ? (start + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1) : end;
+    if (n >= ((size_t)4 << 20) && end - first >= (uintptr_t)pg)
+        (void)madvise((void *)first, (end - first) & ~((uintptr_t)pg - 1), MADV_HUGEPAGE);
+#else
+    (void)t;
+#endif
+}
+
+/* dst[i] = stored sample i of frame f * slope + intercept, for the px pixels
+ * of the frame. One loop per stored type, so the compiler vectorises it
+ * (a call and a switch per pixel made a 300-slice CT cost 3x its file
+ * reading). */
+static void rescale_frame(float *dst, const dicom_image *im, int64_t f, int64_t px)
+{
+    const void *p = dsp_tensor_data(im->pixels);
+    double slope = im->slope, intercept = im->intercept;
+#define RESCALE(T)                                                          \
+    do {                                                                    \
+        const T *src = (const T *)p + f * px;                               \
+        for (int64_t i = 0; i < px; i++)                                    \
+            dst[i] = (float)(src[i] * slope + intercept);                   \
+    } while (0)
+    switch (im->pixels->dtype) {
+    case DSP_DTYPE_U8: RESCALE(uint8_t); break;
+    case DSP_DTYPE_I8: RESCALE(int8_t); break;
+    case DSP_DTYPE_U16: RESCALE(uint16_t); break;
+    case DSP_DTYPE_I16: RESCALE(int16_t); break;
+    case DSP_DTYPE_U32: RESCALE(uint32_t); break;
+    default: RESCALE(int32_t); break;
+    }
+#undef RESCALE
+}
+
 /* Monochrome: f32 stored * slope + intercept per file, in double first so a
  * fractional slope is not truncated. Colour: the samples as they are. */
 static int fill_volume(const dicom_series *s, const slice *sl, int64_t n, dicom_volume *v)
@@ -259,6 +305,7 @@ static int fill_volume(const dicom_series *s, const slice *sl, int64_t n, dicom_
                        : a->bits_allocated == 16 ? DSP_DTYPE_U16 : DSP_DTYPE_U32;
         if ((err = dsp_tensor_new(dt, 4, shape, &v->t)) < 0)
             return err;
+        advise_huge_pages(v->t);
         size_t es = dsp_dtype_size(dt);
         uint8_t *dst = dsp_tensor_data(v->t);
         for (int64_t k = 0; k < n; k++) {
@@ -278,13 +325,10 @@ static int fill_volume(const dicom_series *s, const slice *sl, int64_t n, dicom_
     int64_t shape[3] = { n, a->rows, a->cols };
     if ((err = dsp_tensor_new(DSP_DTYPE_F32, 3, shape, &v->t)) < 0)
         return err;
+    advise_huge_pages(v->t);
     float *dst = dsp_tensor_data(v->t);
-    for (int64_t k = 0; k < n; k++) {
-        const dicom_image *im = sl[k].img;
-        for (int64_t i = 0; i < px; i++)
-            dst[k * px + i] = (float)(sample(im, sl[k].frame * px + i) * im->slope +
-                                      im->intercept);
-    }
+    for (int64_t k = 0; k < n; k++)
+        rescale_frame(dst + k * px, sl[k].img, sl[k].frame, px);
     return 0;
 }
 
