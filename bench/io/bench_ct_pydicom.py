@@ -54,8 +54,8 @@ def main():
     paths = sorted(glob.glob(os.path.join(folder, "*.dcm")))
     if not paths:
         sys.exit(f"bench_ct_pydicom.py: no *.dcm files in {folder}")
-    secs, (vol, first) = timed(lambda: load_volume(paths), reps, warmup)
-    report(secs, impl="pydicom", op="dcmread+stack", files=len(paths), shape=list(vol.shape),
+    secs, cpu, (vol, first) = timed(lambda: load_volume(paths), reps, warmup)
+    report(secs, cpu, impl="pydicom", op="dcmread+stack", files=len(paths), shape=list(vol.shape),
            dtype="f32", sum=float(vol.sum(dtype=np.float64)), handler=handler_of(first),
            pydicom=pydicom.__version__, numpy=np.__version__)
 

@@ -24,11 +24,11 @@ def decode(path):
 
 def main():
     path, reps, warmup = arguments(__doc__, 20, 2)
-    secs, _ = timed(lambda: decode(path), reps, warmup)
+    secs, cpu, _ = timed(lambda: decode(path), reps, warmup)
     with Image.open(path) as im:
         a = np.asarray(im)
     libs = {k: features.version(k) for k in ("libjpeg_turbo", "zlib")}
-    report(secs, impl=f"Pillow {PIL.__version__}", op="open+load", files=1, shape=list(a.shape),
+    report(secs, cpu, impl=f"Pillow {PIL.__version__}", op="open+load", files=1, shape=list(a.shape),
            dtype=str(a.dtype), sum=float(a.sum(dtype=np.float64)), libs=libs)
 
 

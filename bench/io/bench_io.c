@@ -10,7 +10,8 @@
  * included; not timed: process start, plugin loading, init(), freeing the
  * outputs. WARMUP untimed repetitions come first (page cache, lazy symbol
  * binding, allocator). Prints one JSON line: every repetition's seconds, the
- * median, the number of packets, the first output tensor's shape and dtype
+ * median, the medians of the time in flush() and of the process's CPU time
+ * (all threads), the number of packets, the first output tensor's shape and dtype
  * and the sum of its elements in double (so a driver can check that both
  * sides of a benchmark computed the same thing).
  */
@@ -28,13 +29,19 @@ typedef struct bench_out {
     int64_t packets;
     dsp_packet *first;          /* the first packet emitted, described after timing */
     double flush_s;             /* of the repetition: seconds in flush() */
+    double cpu_s;               /* of the repetition: CPU seconds of the process */
 } bench_out;
+
+static double clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -82,7 +89,7 @@ static int run_once(dsp_context *ctx, const char *op, const char *const *params,
         return -1;
     }
     int err = 0;
-    double t0 = now_s();
+    double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int i = 0; i < n_files && err >= 0; i++) {
         dsp_packet *p = NULL;
         if ((err = dsp_packet_new(&p)) < 0)
@@ -103,6 +110,7 @@ static int run_once(dsp_context *ctx, const char *op, const char *const *params,
     drain(h, out);
     *secs = now_s() - t0;
     out->flush_s = now_s() - t1;
+    out->cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     if (err < 0 || dsp_harness_errmsg(h)[0])
         fprintf(stderr, "bench_io: %s failed: %s (%s)\n", op, dsp_harness_errmsg(h),
                 dsp_strerror(err));
@@ -121,7 +129,7 @@ static double median(double *v, int n)
 /* The JSON line: the first output tensor of the first packet described (its
  * sum is taken here, untimed), every repetition's seconds, the medians. */
 static void print_result(const char *op, int n_files, const bench_out *first, double *secs,
-                         double *flush, int reps)
+                         double *flush, double *cpu, int reps)
 {
     dsp_tensor *t = first->first && dsp_packet_tensor_count(first->first) > 0
                     ? dsp_packet_tensor_at(first->first, 0, NULL) : NULL;
@@ -134,8 +142,8 @@ static void print_result(const char *op, int n_files, const bench_out *first, do
            t && dsp_tensor_is_contiguous(t) ? tensor_sum(t) : 0.0);
     for (int r = 0; r < reps; r++)
         printf("%s%.6f", r ? ", " : "", secs[r]);
-    printf("], \"median_s\": %.6f, \"flush_median_s\": %.6f}\n", median(secs, reps),
-           median(flush, reps));
+    printf("], \"median_s\": %.6f, \"flush_median_s\": %.6f, \"cpu_median_s\": %.6f}\n",
+           median(secs, reps), median(flush, reps), median(cpu, reps));
 }
 
 static void usage(void)
@@ -171,9 +179,10 @@ int main(int argc, char **argv)
     const char **params = calloc((size_t)n_params + 1, sizeof *params);
     double *secs = calloc((size_t)reps, sizeof *secs);
     double *flush = calloc((size_t)reps, sizeof *flush);
+    double *cpu = calloc((size_t)reps, sizeof *cpu);
     dsp_context *ctx = NULL;
     int rc = 1;
-    if (!params || !secs || !flush || dsp_context_new(&ctx) < 0) {
+    if (!params || !secs || !flush || !cpu || dsp_context_new(&ctx) < 0) {
         fprintf(stderr, "bench_io: out of memory\n");
         goto done;
     }
@@ -199,6 +208,7 @@ int main(int argc, char **argv)
         bench_out one = { 0 };
         int err = run_once(ctx, op, params, files, n_files, &one, &secs[r]);
         flush[r] = one.flush_s;
+        cpu[r] = one.cpu_s;
         if (r == 0)
             first = one;
         else
@@ -208,7 +218,7 @@ int main(int argc, char **argv)
             goto done;
         }
     }
-    print_result(op, n_files, &first, secs, flush, reps);
+    print_result(op, n_files, &first, secs, flush, cpu, reps);
     dsp_packet_unref(&first.first);
     rc = 0;
 done:
@@ -216,5 +226,6 @@ done:
     free(params);
     free(secs);
     free(flush);
+    free(cpu);
     return rc;
 }

@@ -58,7 +58,9 @@ class Side:
         if self.inproc and "median_s" not in res:
             sys.exit(f"compare.py: {self.label}: no JSON result on stdout:\n{stdout[-2000:]}")
         self.values.append(res["median_s"] if self.inproc else wall)
-        self.cpu.append(ru.ru_utime + ru.ru_stime)
+        # in process: the program's own CPU median; whole command: the process's
+        self.cpu.append(res.get("cpu_median_s", 0) if self.inproc
+                        else ru.ru_utime + ru.ru_stime)
         self.rss.append(ru.ru_maxrss / 1024)
         if "sum" in res:
             self.sums.append(res["sum"])
@@ -88,15 +90,18 @@ class Bench:
         out.append(f"load before each round: {'; '.join(self.loads)}")
         out.append("")
         whole = not dsp.inproc
-        out.append("| side | median | all rounds | peer / dspipe |"
-                   + (" CPU s (user+sys) | peak RSS |" if whole else ""))
-        out.append("|---|---|---|---|" + ("---|---|" if whole else ""))
+        dcpu = statistics.median(dsp.cpu)
+        out.append("| side | median | all rounds | peer / dspipe | CPU s (user+sys) | "
+                   "CPU peer / dspipe |" + (" peak RSS |" if whole else ""))
+        out.append("|---|---|---|---|---|---|" + ("---|" if whole else ""))
         for s in self.sides:
-            med = statistics.median(s.values)
+            med, cpu = statistics.median(s.values), statistics.median(s.cpu)
             ratio = "" if s is dsp else f"**{med / dmed:.2f}x**"
-            row = f"| {s.label} | {fmt(med)} | {', '.join(fmt(v) for v in s.values)} | {ratio} |"
+            cratio = "" if s is dsp or not dcpu else f"{cpu / dcpu:.2f}x"
+            row = (f"| {s.label} | {fmt(med)} | {', '.join(fmt(v) for v in s.values)} | "
+                   f"{ratio} | {cpu:.3f} | {cratio} |")
             if whole:
-                row += f" {statistics.median(s.cpu):.2f} | {max(s.rss):.0f} MB |"
+                row += f" {max(s.rss):.0f} MB |"
             out.append(row)
         if self.target:
             peer = self.sides[1]

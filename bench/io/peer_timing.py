@@ -19,22 +19,26 @@ def arguments(doc, reps, warmup):
 
 
 def timed(work, reps, warmup):
-    """Call work() warmup times untimed, then reps times timed: (seconds of
-    each timed call, what the first timed call returned)."""
+    """Call work() warmup times untimed, then reps times timed: (wall seconds
+    of each timed call, CPU seconds of each (the process's, all threads),
+    what the first timed call returned)."""
     for _ in range(warmup):
         work()
-    secs, first = [], None
+    secs, cpu, first = [], [], None
     for r in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = work()
         secs.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if r == 0:
             first = out
         del out
-    return secs, first
+    return secs, cpu, first
 
 
-def report(secs, **fields):
-    """Print bench_io's JSON line: fields, every repetition's seconds, the median."""
+def report(secs, cpu, **fields):
+    """Print bench_io's JSON line: fields, every repetition's seconds, the
+    median, the median CPU seconds."""
     print(json.dumps(dict(fields, seconds=[round(s, 6) for s in secs],
-                          median_s=round(statistics.median(secs), 6))))
+                          median_s=round(statistics.median(secs), 6),
+                          cpu_median_s=round(statistics.median(cpu), 6))))
