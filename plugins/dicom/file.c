@@ -360,10 +360,12 @@ static int to_rgb(const dicom_image *img, const uint8_t *src, uint8_t *dst, cons
     return 0;
 }
 
-static int decode_frames(dcmw_file *f, dicom_image *img, int codec, int encapsulated, char *why)
+static int decode_frames(dcmw_file *f, dicom_image *img, int codec, int encapsulated,
+                         dicom_arena *arena, char *why)
 {
     int64_t shape[4] = { img->frames, img->rows, img->cols, 3 };
-    int err = dsp_tensor_new(sample_dtype(img), img->spp == 3 ? 4 : 3, shape, &img->pixels);
+    int err = dicom_arena_tensor(arena, sample_dtype(img), img->spp == 3 ? 4 : 3, shape,
+                                 &img->pixels);
     if (err < 0)
         return err;
     size_t out_frame = (size_t)frame_bytes(img, 0);
@@ -544,8 +546,8 @@ done:
     return err;
 }
 
-int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dicom_image *img,
-                    char *why)
+int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dicom_arena *arena,
+                    dicom_image *img, char *why)
 {
     dcmw_file *f = NULL;
     uint64_t size;
@@ -586,7 +588,7 @@ int dicom_read_file(const char *path, const dicom_limits *lim, int keep_phi, dic
             goto done;
         }
     }
-    err = decode_frames(f, img, codec, encapsulated, why);
+    err = decode_frames(f, img, codec, encapsulated, arena, why);
     if (err == DSP_ENOMEM)
         snprintf(why, DICOM_WHY, "out of memory");
 done:

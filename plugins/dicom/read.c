@@ -36,6 +36,7 @@ typedef struct read_ctx {
     int n_skipped;
     int per_item;               /* fed studies (meta "paths"): one item each */
     int input;                  /* INPUT_*: what the packets are */
+    dicom_arena arena;          /* the images' pixels */
 } read_ctx;
 
 static const dsp_param_def read_params[] = {
@@ -134,7 +135,7 @@ static int read_one(dsp_node *node, read_ctx *c, const char *path, int64_t item,
     dicom_image *img = calloc(1, sizeof *img);
     if (!img)
         return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
-    int err = dicom_read_file(path, &c->lim, c->phi == PHI_KEEP, img, why);
+    int err = dicom_read_file(path, &c->lim, c->phi == PHI_KEEP, &c->arena, img, why);
     if (err == 0) {
         img->item = item;
         c->img[c->n_img++] = img;
@@ -593,6 +594,7 @@ static void drop_images(read_ctx *c)
         free(c->img[i]);
     }
     c->n_img = 0;
+    dicom_arena_release(&c->arena);     /* what was emitted holds its own references */
 }
 
 static int read_flush(dsp_node *node)
@@ -619,6 +621,7 @@ static void read_fini(dsp_node *node)
     drop_images(c);
     free(c->img);
     free(c->notes);
+    dicom_arena_release(&c->arena);
     c->img = NULL;
     c->notes = NULL;
     c->n_img = 0;

@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 typedef struct slice {
     const dicom_image *img;
@@ -248,25 +246,6 @@ static double sample(const dicom_image *im, int64_t i)
     }
 }
 
-/* A new volume is hundreds of MB that the kernel would otherwise fault in
- * 4 KiB at a time while it is filled: on the dev VM that took 0.25 s for a
- * 300-slice CT, twice the time of reading its files. Ask for transparent
- * huge pages, as numpy does for its large arrays. Only advice: a kernel
- * without THP, or with it off, ignores it. */
-static void advise_huge_pages(const dsp_tensor *t)
-{
-#ifdef MADV_HUGEPAGE
-    size_t n = dsp_tensor_nbytes(t);
-    long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t start = (uintptr_t)dsp_tensor_data(t), end = start + n;
-    uintptr_t first = pg > 0 ? (start + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1) : end;
-    if (n >= ((size_t)4 << 20) && end - first >= (uintptr_t)pg)
-        (void)madvise((void *)first, (end - first) & ~((uintptr_t)pg - 1), MADV_HUGEPAGE);
-#else
-    (void)t;
-#endif
-}
-
 /* dst[i] = stored sample i of frame f * slope + intercept, for the px pixels
  * of the frame. One loop per stored type, so the compiler vectorises it
  * (a call and a switch per pixel made a 300-slice CT cost 3x its file
@@ -305,7 +284,7 @@ static int fill_volume(const dicom_series *s, const slice *sl, int64_t n, dicom_
                        : a->bits_allocated == 16 ? DSP_DTYPE_U16 : DSP_DTYPE_U32;
         if ((err = dsp_tensor_new(dt, 4, shape, &v->t)) < 0)
             return err;
-        advise_huge_pages(v->t);
+        dicom_advise_huge_pages(dsp_tensor_data(v->t), dsp_tensor_nbytes(v->t));
         size_t es = dsp_dtype_size(dt);
         uint8_t *dst = dsp_tensor_data(v->t);
         for (int64_t k = 0; k < n; k++) {
@@ -325,7 +304,9 @@ static int fill_volume(const dicom_series *s, const slice *sl, int64_t n, dicom_
     int64_t shape[3] = { n, a->rows, a->cols };
     if ((err = dsp_tensor_new(DSP_DTYPE_F32, 3, shape, &v->t)) < 0)
         return err;
-    advise_huge_pages(v->t);
+    /* 300 MB for a 300-slice CT: faulted in 4 KiB at a time it took 0.25 s on
+       the dev VM, twice the time of reading the files */
+    dicom_advise_huge_pages(dsp_tensor_data(v->t), dsp_tensor_nbytes(v->t));
     float *dst = dsp_tensor_data(v->t);
     for (int64_t k = 0; k < n; k++)
         rescale_frame(dst + k * px, sl[k].img, sl[k].frame, px);
