@@ -91,7 +91,7 @@ class Bench:
         out.append("")
         whole = not dsp.inproc
         dcpu = statistics.median(dsp.cpu)
-        out.append("| side | median | all rounds | peer / dspipe | CPU s (user+sys) | "
+        out.append("| side | median | all rounds | peer / dspipe | CPU (user+sys) | "
                    "CPU peer / dspipe |" + (" peak RSS |" if whole else ""))
         out.append("|---|---|---|---|---|---|" + ("---|" if whole else ""))
         for s in self.sides:
@@ -99,7 +99,7 @@ class Bench:
             ratio = "" if s is dsp else f"**{med / dmed:.2f}x**"
             cratio = "" if s is dsp or not dcpu else f"{cpu / dcpu:.2f}x"
             row = (f"| {s.label} | {fmt(med)} | {', '.join(fmt(v) for v in s.values)} | "
-                   f"{ratio} | {cpu:.3f} | {cratio} |")
+                   f"{ratio} | {fmt(cpu)} | {cratio} |")
             if whole:
                 row += f" {max(s.rss):.0f} MB |"
             out.append(row)
