@@ -7,8 +7,9 @@
  * record per FILE (meta path and source, what files.list emits), flushes and
  * takes every packet the operator emitted, draining after each push as a
  * pipeline's next node would. Timed: the operator's whole work, file reading
- * included; not timed: process start, plugin loading, init(), freeing the
- * outputs. WARMUP untimed repetitions come first (page cache, lazy symbol
+ * included; not timed: process start, plugin loading, init(), and freeing
+ * the first packet it emits (a volume, an image), kept until after the
+ * clock stops. WARMUP untimed repetitions come first (page cache, lazy symbol
  * binding, allocator). Prints one JSON line: every repetition's seconds, the
  * median, the medians of the time in flush() and of the process's CPU time
  * (all threads), the number of packets, the first output tensor's shape and dtype
