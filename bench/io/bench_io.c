@@ -1,7 +1,9 @@
 /* bench_io.c - times one dspipe operator in process (dicom.read, image.decode, video.decode) over files, through the operator harness.
  *
- *   bench_io [-n REPS] [-w WARMUP] OP [NAME=VALUE ...] -- FILE...
+ *   bench_io [-n REPS] [-w WARMUP] [-s] OP [NAME=VALUE ...] -- FILE...
  *
+ * -s pushes one record whose meta "paths" lists every FILE (a study, what
+ * dicom.studies emits) instead of one record per file.
  * Plugins come from $DSPIPE_PLUGIN_PATH. One repetition creates a harness for
  * OP with the parameters (untimed: that is init()), then, timed, pushes one
  * record per FILE (meta path and source, what files.list emits), flushes and
@@ -80,6 +82,27 @@ static void drain(dsp_harness *h, bench_out *out)
     }
 }
 
+static int study_record = 0;   /* -s */
+
+/* -s: one record of all the files, as dicom.studies emits a study */
+static int push_study(dsp_harness *h, char **files, int n_files, bench_out *out)
+{
+    dsp_packet *p = NULL;
+    int err = dsp_packet_new(&p);
+    if (err < 0)
+        return err;
+    dsp_packet_set_pos(p, 0, 0, 1);
+    if ((err = dsp_meta_set_strs(dsp_packet_meta(p), "paths", (const char *const *)files,
+                                 (size_t)n_files)) < 0 ||
+        (err = dsp_meta_set_str(dsp_packet_meta(p), "source", files[0])) < 0) {
+        dsp_packet_unref(&p);
+        return err;
+    }
+    err = dsp_harness_push(h, 0, p);
+    drain(h, out);
+    return err;
+}
+
 /* One repetition; its seconds in *secs. 0, or -1 with the reason printed. */
 static int run_once(dsp_context *ctx, const char *op, const char *const *params,
                     char **files, int n_files, bench_out *out, double *secs)
@@ -91,7 +114,9 @@ static int run_once(dsp_context *ctx, const char *op, const char *const *params,
     }
     int err = 0;
     double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-    for (int i = 0; i < n_files && err >= 0; i++) {
+    if (study_record)
+        err = push_study(h, files, n_files, out);
+    for (int i = 0; i < n_files && err >= 0 && !study_record; i++) {
         dsp_packet *p = NULL;
         if ((err = dsp_packet_new(&p)) < 0)
             break;
@@ -149,15 +174,17 @@ static void print_result(const char *op, int n_files, const bench_out *first, do
 
 static void usage(void)
 {
-    fputs("usage: bench_io [-n REPS] [-w WARMUP] OP [NAME=VALUE ...] -- FILE...\n"
+    fputs("usage: bench_io [-n REPS] [-w WARMUP] [-s] OP [NAME=VALUE ...] -- FILE...\n"
           "  times OP (plugins from $DSPIPE_PLUGIN_PATH) over the files in process\n", stderr);
 }
 
 int main(int argc, char **argv)
 {
     int reps = 5, warmup = 1, opt;
-    while ((opt = getopt(argc, argv, "+n:w:h")) != -1) {
-        if (opt == 'n')
+    while ((opt = getopt(argc, argv, "+n:w:sh")) != -1) {
+        if (opt == 's')
+            study_record = 1;
+        else if (opt == 'n')
             reps = atoi(optarg);
         else if (opt == 'w')
             warmup = atoi(optarg);

@@ -129,22 +129,30 @@ def ct_benches(a, env, kind, label):
     folder = os.path.join(a.data, kind)
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".dcm"))
     py = ["/usr/bin/python3", os.path.join(HERE, "bench_ct_pydicom.py"), folder]
-    dspipe = [a.dspipe, "-q", "-j", "2", os.path.join(HERE, "ct_null.pipe"), folder]
+    study = [a.dspipe, "-q", "-j", "2", os.path.join(HERE, "ct_study_null.pipe"), folder]
+    flist = [a.dspipe, "-q", "-j", "2", os.path.join(HERE, "ct_null.pipe"), folder]
+    bench_io = [os.path.join(a.build, "bench_io")]
     out = []
     if kind == "ct":
         out.append(Bench(
             f"CT {label}: whole command", f"300 x 512 x 512 from {folder} to an f32 HU volume, "
-            "one process each: `dspipe ct_null.pipe` (files.list -> dicom.read -> sink.null) "
-            "against `bench_ct_pydicom.py DIR 1 0` (one pass, no warm-up)",
-            [Side("dspipe CLI", dspipe, env), Side("pydicom + numpy", py + ["1", "0"])], 5))
+            "one process each: `dspipe ct_study_null.pipe` (dicom.studies -> dicom.read "
+            "input=studies -> sink.null, as medical_ct.pipe reads; the study's files decoded "
+            "on 2 threads) against `bench_ct_pydicom.py DIR 1 0` (one pass, no warm-up)",
+            [Side("dspipe CLI", study, env), Side("pydicom + numpy", py + ["1", "0"])], 5))
+        out.append(Bench(
+            f"CT {label}: whole command, one file at a time", "the same with `dspipe "
+            "ct_null.pipe` (files.list -> dicom.read -> sink.null: dicom.read's folder mode "
+            "reads the files one by one on one thread)",
+            [Side("dspipe CLI", flist, env), Side("pydicom + numpy", py + ["1", "0"])]))
     # a compressed series takes pydicom seconds a pass: one pass after one warm-up
     reps = "3" if kind == "ct" else "1"
     out.append(Bench(
         f"CT {label}: in process", f"the same work timed inside each process, median of {reps} "
-        "pass(es) after 1 warm-up: bench_io dicom.read (read, decode, sort, HU) against "
-        "dcmread + sort + rescale + np.stack",
-        [Side("dspipe dicom.read", [os.path.join(a.build, "bench_io"), "-n", reps, "-w", "1",
-                                    "dicom.read", "--"] + files, env, inproc=True),
+        "pass(es) after 1 warm-up: bench_io -s dicom.read input=studies (read and decode on 2 "
+        "threads, sort, HU) against dcmread + sort + rescale + np.stack",
+        [Side("dspipe dicom.read", bench_io + ["-n", reps, "-w", "1", "-s", "dicom.read",
+                                               "input=studies", "--"] + files, env, inproc=True),
          Side("pydicom + numpy", py + [reps, "1"], inproc=True)],
         5 if kind == "ct" else None,     # issue 4's target is for the native series
         rounds=a.rounds if kind == "ct" else min(a.rounds, 3)))
@@ -207,7 +215,7 @@ def main():
     ap.add_argument("--parts", default="ct,ctz,video,image")
     a = ap.parse_args()
     b = a.build
-    env = {"DSPIPE_NO_DEFAULT_PLUGINS": "1",
+    env = {"DSPIPE_NO_DEFAULT_PLUGINS": "1", "DSPIPE_OPS_THREADS": "2",
            "DSPIPE_PLUGIN_PATH": ":".join(os.path.join(b, "plugins", p, ".libs")
                                           for p in ("builtin", "dicom", "video", "image"))}
     # the program itself, not libtool's wrapper script in the build folder (a shell and a

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dspipe/ops.h>
 
 enum { SELECT_LARGEST, SELECT_ALL };
 static const char *const select_names[] = { "largest", "all", NULL };
@@ -36,7 +37,8 @@ typedef struct read_ctx {
     int n_skipped;
     int per_item;               /* fed studies (meta "paths"): one item each */
     int input;                  /* INPUT_*: what the packets are */
-    dicom_arena arena;          /* the images' pixels */
+    dicom_arena *arena;         /* the images' pixels: one arena per pool thread */
+    int n_arena;
 } read_ctx;
 
 static const dsp_param_def read_params[] = {
@@ -106,6 +108,11 @@ static int read_init(dsp_node *node)
     /* one study per item keeps nothing past its item: --resume can journal it */
     if (c->input == INPUT_STUDIES)
         dsp_node_set_gather(node, 0);
+    /* a study's files are read on the ops pool, each thread cutting pixels
+     * from its own arena */
+    c->n_arena = dsp_ops_threads();
+    if (!(c->arena = calloc((size_t)c->n_arena, sizeof *c->arena)))
+        return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
     char why[DICOM_WHY];
     int err = dcmw_init(why, sizeof why);
     return err < 0 ? dsp_node_fail(node, err, "%s", why) : 0;
@@ -120,33 +127,75 @@ static int add_note(dsp_node *node, read_ctx *c, const char *fmt, const char *a,
     return dicom_json_append(&c->notes, buf);
 }
 
-/* Read one file into c->img. 0 (read, or skipped with a note), or a
- * negative code with the reason in why. */
-static int read_one(dsp_node *node, read_ctx *c, const char *path, int64_t item, char *why)
+/* One file read, possibly on a pool thread: its image and the outcome. */
+typedef struct file_read {
+    const char *path;
+    dicom_image *img;
+    int err;
+    char why[DICOM_WHY];
+} file_read;
+
+typedef struct read_job {
+    dsp_node *node;
+    read_ctx *c;
+    file_read *f;
+} read_job;
+
+static void read_task(void *ctx, int i, int thread)
 {
-    if (c->n_img == c->cap_img) {
+    read_job *j = ctx;
+    file_read *f = &j->f[i];
+    if (dsp_node_stopping(j->node)) {
+        f->err = DSP_EINTR;
+        snprintf(f->why, DICOM_WHY, "stopped");
+    } else if (!(f->img = calloc(1, sizeof *f->img))) {
+        f->err = DSP_ENOMEM;
+        snprintf(f->why, DICOM_WHY, "out of memory");
+    } else {
+        f->err = dicom_read_file(f->path, &j->c->lim, j->c->phi == PHI_KEEP,
+                                 &j->c->arena[thread % j->c->n_arena], f->img, f->why);
+    }
+}
+
+/* Read f[0..n) on the ops pool (DSPIPE_OPS_THREADS; decoding a file is
+ * independent of the others), then keep them in order with keep_file. */
+static void read_files(dsp_node *node, read_ctx *c, file_read *f, int n)
+{
+    read_job j = { node, c, f };
+    dsp_parallel_tasks(n, read_task, &j);
+}
+
+/* Keep f's image in c->img as part of item, or note a skipped file: 0, or
+ * f->err with the reason in f->why. The image is taken either way. */
+static int keep_file(dsp_node *node, read_ctx *c, file_read *f, int64_t item)
+{
+    int err = f->err;
+    if (err == 0 && c->n_img == c->cap_img) {
         int cap = c->cap_img ? 2 * c->cap_img : 64;
         dicom_image **p = realloc(c->img, (size_t)cap * sizeof *p);
-        if (!p)
-            return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
-        c->img = p;
-        c->cap_img = cap;
+        if (p) {
+            c->img = p;
+            c->cap_img = cap;
+        } else {
+            err = DSP_ENOMEM;
+            snprintf(f->why, DICOM_WHY, "out of memory");
+        }
     }
-    dicom_image *img = calloc(1, sizeof *img);
-    if (!img)
-        return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
-    int err = dicom_read_file(path, &c->lim, c->phi == PHI_KEEP, &c->arena, img, why);
     if (err == 0) {
-        img->item = item;
-        c->img[c->n_img++] = img;
+        f->img->item = item;
+        c->img[c->n_img++] = f->img;
+        f->img = NULL;
         return 0;
     }
-    dicom_image_clear(img);
-    free(img);
+    if (f->img) {
+        dicom_image_clear(f->img);
+        free(f->img);
+        f->img = NULL;
+    }
     if (err == DICOM_SKIP) {
         c->n_skipped++;
-        if (add_note(node, c, "%s: skipped: %s", path, why) < 0)
-            return snprintf(why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
+        if (add_note(node, c, "%s: skipped: %s", f->path, f->why) < 0)
+            return snprintf(f->why, DICOM_WHY, "out of memory"), DSP_ENOMEM;
         return 0;
     }
     return err;
@@ -190,15 +239,24 @@ static int read_study(dsp_node *node, read_ctx *c, const dsp_packet *in)
         for (size_t i = 0; i < n_notes && !err; i++)
             err = dicom_json_append(&c->notes, notes[i]);
     }
-    char why[DICOM_WHY], first[DICOM_WHY + 1024] = "";
+    char first[DICOM_WHY + 1024] = "";
     int n_bad = 0;
-    for (size_t i = 0; i < n && !err && !dsp_node_stopping(node); i++) {
-        err = read_one(node, c, paths[i], item, why);
-        if (err == DSP_ENOMEM)
-            break;
+    file_read *f = err ? NULL : calloc(n, sizeof *f);
+    if (!err && !f)
+        err = DSP_ENOMEM;
+    for (size_t i = 0; f && i < n; i++)
+        f[i].path = paths[i];
+    if (f)
+        read_files(node, c, f, (int)n);
+    for (size_t i = 0; f && i < n; i++) {
+        int rc = keep_file(node, c, &f[i], item);  /* takes every image, also after a failure */
+        if (err || rc == DSP_EINTR)
+            continue;
+        if ((err = rc) == DSP_ENOMEM)
+            continue;
         if (err < 0) {
             char msg[DICOM_WHY + 1024];
-            snprintf(msg, sizeof msg, "%s: not read: %s", paths[i], why);
+            snprintf(msg, sizeof msg, "%s: not read: %s", paths[i], f[i].why);
             dsp_node_log(node, DSP_LOG_WARNING, "%s", msg);
             if (!n_bad++)
                 snprintf(first, sizeof first, "%s", msg);
@@ -219,6 +277,7 @@ static int read_study(dsp_node *node, read_ctx *c, const dsp_packet *in)
     free(c->notes);
     c->notes = NULL;
     c->n_skipped = 0;
+    free(f);
     free(paths);
     free(notes);
     return err;
@@ -241,9 +300,10 @@ static int read_process(dsp_node *node, dsp_packet **in)
         return dsp_node_fail(node, DSP_EINVAL, "%s: a single file after studies (meta "
                              "\"paths\"); feed dicom.read from files.list or from "
                              "dicom.studies, not both", path);
-    char why[DICOM_WHY];
-    int err = read_one(node, c, path, dsp_packet_item(in[0]), why);
-    return err < 0 ? dsp_node_fail(node, err, "%s: %s", path, why) : 0;
+    file_read f = { .path = path };
+    read_files(node, c, &f, 1);
+    int err = keep_file(node, c, &f, dsp_packet_item(in[0]));
+    return err < 0 ? dsp_node_fail(node, err, "%s: %s", path, f.why) : 0;
 }
 
 /* ---- grouping and selection ---------------------------------------------- */
@@ -594,7 +654,8 @@ static void drop_images(read_ctx *c)
         free(c->img[i]);
     }
     c->n_img = 0;
-    dicom_arena_release(&c->arena);     /* what was emitted holds its own references */
+    for (int i = 0; i < c->n_arena; i++)
+        dicom_arena_release(&c->arena[i]);  /* what was emitted holds its own references */
 }
 
 static int read_flush(dsp_node *node)
@@ -621,7 +682,9 @@ static void read_fini(dsp_node *node)
     drop_images(c);
     free(c->img);
     free(c->notes);
-    dicom_arena_release(&c->arena);
+    free(c->arena);
+    c->arena = NULL;
+    c->n_arena = 0;
     c->img = NULL;
     c->notes = NULL;
     c->n_img = 0;
