@@ -9,10 +9,12 @@
 
 #include <dspipe/plugin.h>
 
-/* The operators, each defined in its own file and listed in plugin.c. */
+/* The operators, each defined in its own file and listed in plugin.c
+ * (ct.classify is in encoders/ct, which links the helpers below). */
 extern const dsp_op_def ct_lung_mask_op;
 extern const dsp_op_def ct_nodules_op;
 extern const dsp_op_def ct_report_op;
+extern const dsp_op_def ct_classify_op;     /* dsp_ct_classifier.so */
 
 /* Columns of the f64 "nodules" tensor [n, CT_F_COUNT] that ct.nodules adds
  * and ct.report reads (meta "findings" holds the same as JSON). */
@@ -25,6 +27,10 @@ enum {
     CT_F_SOLID, CT_F_CONFIDENCE,
     CT_F_COUNT
 };
+
+/* Meta "findings" of ct.nodules: the n rows of a nodules tensor as a JSON
+ * array of objects (id = row + 1), malloc'd; NULL on OOM. */
+char *ct_findings_json(const double *rows, int64_t n);
 
 /* The shortest series (slices x slice spacing, mm) the operators analyse. */
 #define CT_MIN_EXTENT_MM 30.0

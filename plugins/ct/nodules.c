@@ -383,31 +383,7 @@ static int measure(dsp_node *node, const nod_ctx *c, const nod_box *b, int64_t k
     return 1;
 }
 
-/* findings as a JSON array */
-static char *findings_json(const finding *f, int n)
-{
-    size_t cap = 256 + (size_t)n * 640, len = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    len += (size_t)snprintf(s + len, cap - len, "[");
-    for (int x = 0; x < n && len + 640 < cap; x++) {
-        const finding *g = f + x;
-        len += (size_t)snprintf(s + len, cap - len,
-            "%s{\"id\":%d,\"center_voxel\":[%.2f,%.2f,%.2f],\"center_mm\":[%.2f,%.2f,%.2f],"
-            "\"diameter_mm\":%.2f,\"volume_mm3\":%.1f,\"mean_hu\":%.1f,\"max_hu\":%.1f,"
-            "\"core_hu\":%.1f,\"background_hu\":%.1f,\"sphericity\":%.3f,\"elongation\":%.3f,"
-            "\"shell_fraction\":%.3f,\"type\":\"%s\",\"confidence\":%.3f}",
-            x ? "," : "", x + 1, g->c[0], g->c[1], g->c[2], g->mm[0], g->mm[1], g->mm[2],
-            g->diameter, g->volume, g->mean_hu, g->max_hu, g->core_hu, g->bg_hu,
-            1.0 / g->elongation, g->elongation, g->shell, g->solid ? "solid" : "subsolid",
-            g->confidence);
-    }
-    snprintf(s + len, cap - len, "]");
-    return s;
-}
-
-/* The same as an f64 tensor [n, CT_F_COUNT] (see ct.h); NULL on OOM. */
+/* The findings as an f64 tensor [n, CT_F_COUNT] (see ct.h); NULL on OOM. */
 static dsp_tensor *findings_tensor(const finding *f, int n)
 {
     int64_t shape[2] = { n, CT_F_COUNT };
@@ -540,8 +516,8 @@ static int nod_process(dsp_node *node, dsp_packet **in)
     b.dist2 = NULL;
     cs = NULL;
 
-    char *json = findings_json(found, nf);
     dsp_tensor *ft = findings_tensor(found, nf);
+    char *json = ft ? ct_findings_json(dsp_tensor_data(ft), nf) : NULL;
     free(found);
     found = NULL;
     dsp_packet *p = NULL;

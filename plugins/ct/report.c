@@ -260,6 +260,9 @@ static void write_json(const report_ctx *c, FILE *o, const dsp_packet *p, const 
     fprintf(o, ",\n  \"classifier\": ");
     json_str(o, cls && strcmp(cls, "none") ? cls : "none: no classifier weights, the classical "
              "detector alone");
+    int64_t dropped;
+    if (dsp_meta_get_int(m, "classifier_dropped", &dropped) == 0)
+        fprintf(o, ",\n  \"classifier_dropped\": %" PRId64, dropped);
     fprintf(o, ",\n  \"volume\": {\"shape\": [%" PRId64 ", %" PRId64 ", %" PRId64 "], "
             "\"spacing_mm\": [%g, %g, %g], \"origin_mm\": [%g, %g, %g], \"direction\": "
             "[%g, %g, %g, %g, %g, %g, %g, %g, %g], \"axes\": \"slice, row, column\"},\n",
@@ -309,11 +312,17 @@ static void write_json(const report_ctx *c, FILE *o, const dsp_packet *p, const 
 
 static void print_summary(const dsp_packet *p, const double *f, int64_t nf, const char *dir)
 {
-    const char *uid = meta_str(p, "study_uid");
+    const char *uid = meta_str(p, "study_uid"), *cls = meta_str(p, "classifier");
     double ml = 0;
+    int64_t dropped = 0;
     dsp_meta_get_float(dsp_packet_meta_const(p), "lung_volume_ml", &ml);
-    printf("study %s: lungs %.0f ml, %" PRId64 " finding%s (classical detector only: no "
-           "classifier weights)\n", uid ? uid : "(no UID)", ml, nf, nf == 1 ? "" : "s");
+    dsp_meta_get_int(dsp_packet_meta_const(p), "classifier_dropped", &dropped);
+    printf("study %s: lungs %.0f ml, %" PRId64 " finding%s ", uid ? uid : "(no UID)", ml, nf,
+           nf == 1 ? "" : "s");
+    if (cls && strcmp(cls, "none"))
+        printf("(classifier: %s; %" PRId64 " dropped)\n", cls, dropped);
+    else
+        printf("(classical detector only: no classifier weights)\n");
     for (int64_t q = 0; q < nf; q++) {
         const double *r = f + q * CT_F_COUNT;
         const char *size_class, *cat = ct_lungrads(r[CT_F_SOLID] != 0, r[CT_F_DIAMETER],
