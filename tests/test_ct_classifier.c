@@ -217,6 +217,8 @@ START_TEST(test_bad_folders)
                   "\"pool\": 1},", DSP_EFORMAT, "blocks.0.conv.weight");
     expect_broken("\"blocks\": [", "\"blocks\": [], \"x\": [", DSP_EFORMAT, "\"blocks\" is missing");
     expect_broken("\"stride\": 2", "\"stride\": \"two\"", DSP_EFORMAT, "is not an integer");
+    expect_broken("\"labels\"", "\"training\": {\"screening_min_prob\": 7}, \"labels\"", DSP_EFORMAT,
+                  "\"training.screening_min_prob\" is 7, expected 0 to 1");
     tu_remove_tree(tmp);
 }
 END_TEST
@@ -357,6 +359,13 @@ START_TEST(test_op_without_weights)
     const char *bad[] = { "model=/nonexistent/ct_model", NULL };
     ck_assert_int_lt(dsp_harness_new(ctx, "ct.classify", bad, 1, &h), 0);
     ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "/nonexistent/ct_model"));
+
+    /* screening=true needs the operating point in config.json (the fixture has none) */
+    char param[1200];
+    snprintf(param, sizeof param, "model=%s", model_dir());
+    const char *scr[] = { param, "screening=true", NULL };
+    ck_assert_int_lt(dsp_harness_new(ctx, "ct.classify", scr, 1, &h), 0);
+    ck_assert_ptr_nonnull(strstr(dsp_context_errmsg(ctx), "training.screening_min_prob"));
 
     /* model=auto takes $DSPIPE_CT_CLASSIFIER */
     setenv("DSPIPE_CT_CLASSIFIER", model_dir(), 1);

@@ -15,7 +15,7 @@ PY=$(command -v python3 || echo /usr/bin/python3)
 
 work=$(mktemp -d /tmp/test_ct_cli.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs"
+DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs:$top_build/encoders/ct/.libs"
 export DSPIPE_PLUGIN_PATH
 # 2.5 mm slices are coarser than the acceptance's studies and two studies hold
 # only 9 nodules >= 4 mm: one miss is 88.9 %, so this checks >= 85 % (the full

@@ -17,7 +17,7 @@ done
 
 work=$(mktemp -d /tmp/test_dicom_write.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs"
+DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs:$top_build/encoders/ct/.libs"
 export DSPIPE_PLUGIN_PATH
 fail() { echo "FAIL: $*" >&2; exit 1; }
 

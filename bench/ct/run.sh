@@ -15,7 +15,7 @@ threads=${3:-2}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 data=/tmp/ct_bench/seed_$seed
 [ -f "$data/truth.json" ] || /usr/bin/python3 "$here/examples/ct_phantom/make_phantom.py" "$data" --seed "$seed"
-DSPIPE_PLUGIN_PATH="$build/plugins/builtin/.libs:$build/plugins/dicom/.libs:$build/plugins/ct/.libs"
+DSPIPE_PLUGIN_PATH="$build/plugins/builtin/.libs:$build/plugins/dicom/.libs:$build/plugins/ct/.libs:$build/encoders/ct/.libs"
 export DSPIPE_PLUGIN_PATH
 out=$(mktemp -d /tmp/ct_bench_out.XXXXXX)
 /usr/bin/time -v "$build/core/dspipe" -v --profile --threads "$threads" \

@@ -14,6 +14,7 @@ typedef struct classify_ctx {
     /* parameters */
     char *model;
     double min_prob;
+    int screening;
     int64_t patch;
     char *name;
     /* state */
@@ -29,6 +30,10 @@ static const dsp_param_def classify_params[] = {
     { .name = "min_prob", .type = DSP_PARAM_FLOAT, .def = "0.5", .min = 0, .max = 1,
       .offset = offsetof(classify_ctx, min_prob),
       .doc = "findings whose nodule probability is below this are dropped" },
+    { .name = "screening", .type = DSP_PARAM_BOOL, .def = "false",
+      .offset = offsetof(classify_ctx, screening),
+      .doc = "use the model's screening operating point (config.json "
+             "training.screening_min_prob: 99 % of held-out nodules kept) instead of min_prob" },
     { .name = "patch", .type = DSP_PARAM_INT, .def = "0", .min = 0, .max = 256,
       .offset = offsetof(classify_ctx, patch),
       .doc = "side of the cube cut around each candidate, voxels; 0: the model's patch_size" },
@@ -84,6 +89,12 @@ static int classify_init(dsp_node *node)
     if (rc < 0)
         return dsp_node_fail(node, rc, "%s", why);
     const ctcnn_config *cfg = ctcnn_get_config(c->cnn);
+    if (c->screening && cfg->screening_min_prob < 0)
+        return dsp_node_fail(node, DSP_EINVAL, "%s: screening=true, but config.json has no "
+                             "training.screening_min_prob (train.py --report adds it); give "
+                             "min_prob instead", dir);
+    if (c->screening)
+        c->min_prob = cfg->screening_min_prob;
     if (c->patch == 0)
         c->patch = cfg->patch;
     else if (c->patch != cfg->patch)
@@ -93,8 +104,9 @@ static int classify_init(dsp_node *node)
     size_t n = strlen(dir) + 96;
     if (!(c->label = malloc(n)))
         return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
-    snprintf(c->label, n, "ct_nodule_cnn %s (%lld^3 patches at %g mm, min_prob %.2f)", dir,
-             (long long)c->patch, cfg->spacing_mm, c->min_prob);
+    snprintf(c->label, n, "ct_nodule_cnn %s (%lld^3 patches at %g mm, min_prob %.3f%s)", dir,
+             (long long)c->patch, cfg->spacing_mm, c->min_prob,
+             c->screening ? ": screening operating point" : "");
     dsp_node_log(node, DSP_LOG_VERBOSE, "classifier %s", c->label);
     return 0;
 }

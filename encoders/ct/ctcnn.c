@@ -100,6 +100,7 @@ static int get_tensor(loader *ld, const char *name, int ndim, const int64_t *sha
 static int load_config(loader *ld, ctcnn_config *cfg)
 {
     const char *type = NULL;
+    double dummy_f;
     int rc = dsp_model_config_str(ld->model, "model_type", &type);
     if (rc < 0 || strcmp(type, "ct_nodule_cnn") != 0)
         return load_fail(ld, DSP_EFORMAT, "config.json: model_type is %s%s%s, not \"ct_nodule_cnn\" "
@@ -110,6 +111,10 @@ static int load_config(loader *ld, ctcnn_config *cfg)
         (rc = cfg_float(ld, "hu_min", -4000, 4000, &cfg->hu_min)) < 0 ||
         (rc = cfg_float(ld, "hu_max", -4000, 4000, &cfg->hu_max)) < 0 ||
         (rc = cfg_float(ld, "bn_eps", 0, 1, &cfg->bn_eps)) < 0)
+        return rc;
+    cfg->screening_min_prob = -1;
+    if (dsp_model_config_float(ld->model, "training.screening_min_prob", &dummy_f) == 0 &&
+        (rc = cfg_float(ld, "training.screening_min_prob", 0, 1, &cfg->screening_min_prob)) < 0)
         return rc;
     if (cfg->hu_max <= cfg->hu_min)
         return load_fail(ld, DSP_EFORMAT, "config.json: hu_max %g is not above hu_min %g",

@@ -16,13 +16,16 @@
  *   blocks       [{channels, kernel, stride, pool}, ...]: conv3d (no bias,
  *                zero padding kernel / 2) + batch norm + ReLU, then a max
  *                pool of `pool` (1: none); then a global average pool and a
- *                linear layer to 2 logits (other, nodule). */
+ *                linear layer to 2 logits (other, nodule).
+ *   training.screening_min_prob  optional: the threshold that kept 99 % of
+ *                the held-out nodules (train.py's operating point). */
 typedef struct ctcnn_config {
     int64_t patch;
     double spacing_mm;
     double hu_min, hu_max;
     double bn_eps;
     int n_blocks;
+    double screening_min_prob;  /* training.screening_min_prob; -1 when absent */
 } ctcnn_config;
 
 typedef struct ctcnn ctcnn;
