@@ -330,6 +330,20 @@ START_TEST(test_op_scores_and_drops)
     dsp_free(js);
     dsp_packet_unref(&out);
 
+    /* a study without candidates: an empty tensor and list, nothing dropped */
+    dsp_packet *none = candidates(&f, 1.0);
+    int64_t empty[2] = { 0, 16 };
+    dsp_tensor *t0 = NULL;
+    ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F64, 2, empty, &t0), 0);
+    ck_assert_int_eq(dsp_packet_set_tensor(none, "nodules", t0), 0);
+    out = run(params, none, why);
+    ck_assert_msg(out != NULL, "no candidates: %s", why);
+    ck_assert_int_eq(dsp_packet_tensor(out, "nodules")->shape[0], 0);
+    int64_t dropped = -1;
+    ck_assert_int_eq(dsp_meta_get_int(dsp_packet_meta_const(out), "classifier_dropped", &dropped), 0);
+    ck_assert_int_eq(dropped, 0);
+    dsp_packet_unref(&out);
+
     /* another spacing than the model's: refused, saying what to do */
     out = run(params, candidates(&f, 0.7), why);
     ck_assert_ptr_null(out);

@@ -51,22 +51,16 @@ static const dsp_port_def classify_out[] = {
     { NULL }
 };
 
-static int is_model_dir(const char *dir)
-{
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    return stat(path, &st) == 0;
-}
-
-/* model=auto: the environment's choice, else the model shipped with the sources. */
+/* model=auto: the environment's choice, else the model shipped with the
+ * sources when the source tree the build came from still holds it. */
 static const char *auto_model(void)
 {
     const char *env = getenv("DSPIPE_CT_CLASSIFIER");
     if (env && env[0])
         return env;
 #ifdef CT_SHIPPED_MODEL
-    if (is_model_dir(CT_SHIPPED_MODEL))
+    struct stat st;
+    if (stat(CT_SHIPPED_MODEL "/config.json", &st) == 0)
         return CT_SHIPPED_MODEL;
 #endif
     return NULL;
