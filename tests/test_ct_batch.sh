@@ -13,7 +13,7 @@ MAKE_PHANTOM="$top_src/examples/ct_phantom/make_phantom.py"
 [ -f "$top_build/plugins/dicom/.libs/dsp_dicom.so" ] || { echo "no dicom plugin: skip"; exit 77; }
 [ -f "$top_build/plugins/ct/.libs/dsp_ct.so" ] || { echo "no ct plugin: skip"; exit 77; }
 /usr/bin/python3 -c 'import pydicom, numpy' 2>/dev/null || { echo "no pydicom/numpy: skip"; exit 77; }
-DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs"
+DSPIPE_PLUGIN_PATH="$top_build/plugins/builtin/.libs:$top_build/plugins/dicom/.libs:$top_build/plugins/ct/.libs:$top_build/encoders/ct/.libs"
 export DSPIPE_PLUGIN_PATH
 cli_begin test_ct_batch
 
