@@ -1,4 +1,5 @@
 /* conv.c - CPU 2-D/3-D convolution: im2col (vol2col) in bounded spatial chunks + dspi_sgemm per group. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ops/conv_int.h"
@@ -88,6 +89,66 @@ static int is_pointwise(const dspi_conv_geom *g)
     return 1;
 }
 
+/* Convolutions below this many multiply-adds stay on the plain path: a
+ * task pool's start costs more than they save. */
+#define CONV_TASK_MIN_MACS ((int64_t)1 << 22)
+
+/* An f32 convolution as (image, group, position chunk) tasks: each an
+ * im2col and a one-thread GEMM on one pool thread, in that thread's own
+ * column buffer. Splitting the work this way instead of running every
+ * chunk's GEMM on all threads keeps the cores on GEMMs: with a
+ * multi-threaded GEMM after a separate im2col, OpenBLAS's threads spin in
+ * sched_yield while the columns are built (a tenth of r3d_18's time). */
+typedef struct conv_task_job {
+    const float *x, *w;
+    const dspi_conv_geom *g;
+    int64_t K, P, IP, chunk, nchunks;
+    float *cols, *y;
+} conv_task_job;
+
+static void conv_task(void *arg, int task, int thread)
+{
+    const conv_task_job *jb = arg;
+    const dspi_conv_geom *g = jb->g;
+    const int64_t cg = g->c / g->groups, ocg = g->oc / g->groups;
+    const int64_t img = task / jb->nchunks, gi = img % g->groups, n = img / g->groups;
+    const int64_t p0 = task % jb->nchunks * jb->chunk;
+    const int64_t np = jb->P - p0 < jb->chunk ? jb->P - p0 : jb->chunk;
+    float *col = jb->cols + thread * jb->chunk * jb->K;
+    im2col(jb->x + (n * g->c + gi * cg) * jb->IP, cg, g, p0, np, col);
+    dspi_sgemm(0, ocg, np, jb->K, jb->w + gi * ocg * jb->K, jb->K, col, np,
+               jb->y + (n * g->oc + gi * ocg) * jb->P + p0, jb->P);
+}
+
+/* Plans the task split of an f32 convolution into *jb (cols left NULL):
+ * column buffers of DSPI_CONV_COL_BYTES in all, at least two tasks per
+ * thread. Returns 0 when the plain path fits better (one thread, a small
+ * convolution, too few positions to share). */
+static int plan_conv_tasks(const dspi_conv_geom *g, int64_t K, int64_t P, int nthr,
+                           conv_task_job *jb)
+{
+    const int64_t imgs = g->n * g->groups, ocg = g->oc / g->groups;
+    if (nthr < 2 || K <= 0 || P <= 0 || imgs * ocg * K * P < CONV_TASK_MIN_MACS)
+        return 0;
+    int64_t chunk = DSPI_CONV_COL_BYTES / (int64_t)sizeof(float) / nthr / K;
+    chunk = chunk < 1 ? 1 : chunk > P ? P : chunk;
+    int64_t nchunks = (P + chunk - 1) / chunk;
+    if (imgs * nchunks < 2 * nthr) {
+        int64_t want = (2 * nthr + imgs - 1) / imgs;
+        chunk = (P + want - 1) / want;
+        nchunks = (P + chunk - 1) / chunk;
+    }
+    if (imgs * nchunks < nthr || imgs * nchunks > INT_MAX)
+        return 0;
+    jb->g = g;
+    jb->K = K;
+    jb->P = P;
+    jb->IP = g->in[0] * g->in[1] * g->in[2];
+    jb->chunk = chunk;
+    jb->nchunks = nchunks;
+    return 1;
+}
+
 int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, dsp_dtype bdt,
                   const dspi_conv_geom *g, float *y)
 {
@@ -108,12 +169,22 @@ int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, d
         prows = ocg;
     float *col = NULL, *panel = NULL, *bias = NULL;
     int rc = 0;
+    const int nthr = dsp_ops_threads();
+    conv_task_job tj = { .x = x, .w = w, .y = y };
+    const int tasks = wdt == DSP_DTYPE_F32 && !pointwise && plan_conv_tasks(g, K, P, nthr, &tj);
+    if (b && !(bias = malloc((size_t)(g->oc > 0 ? g->oc : 1) * sizeof *bias)))
+        goto nomem;
+    if (tasks) {
+        if (!(tj.cols = malloc((size_t)(nthr * tj.chunk * K) * sizeof *tj.cols)))
+            goto nomem;
+        dsp_parallel_tasks((int)(g->n * G * tj.nchunks), conv_task, &tj);
+        free(tj.cols);
+        goto add_bias;
+    }
     if (!pointwise && !(col = malloc((size_t)(chunk * K > 0 ? chunk * K : 1) * sizeof *col)))
         goto nomem;
     if (wdt != DSP_DTYPE_F32 &&
         !(panel = malloc((size_t)(prows * K > 0 ? prows * K : 1) * sizeof *panel)))
-        goto nomem;
-    if (b && !(bias = malloc((size_t)(g->oc > 0 ? g->oc : 1) * sizeof *bias)))
         goto nomem;
 
     for (int64_t gi = 0; gi < G; gi++) {
@@ -144,6 +215,7 @@ int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, d
             }
         }
     }
+add_bias:
     if (bias) {
         dspi_load_f32(bias, b, bdt, 0, 1, g->oc);
         for (int64_t n = 0; n < g->n; n++)
