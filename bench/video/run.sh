@@ -19,7 +19,8 @@
 # and prints its wall time, CPU seconds, peak RSS and the load average before it. The summary
 # gives medians over the rounds: clips/s of the whole command (model load and Python imports
 # included) and clips/s with the fixed cost excluded (dspipe: wall - empty-folder wall;
-# PyTorch: its own timer from decode to logits), and the ratios.
+# PyTorch: its own timer from decode to logits), and the ratios; CPU seconds per clip the same
+# two ways (less sensitive to other processes than wall time).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: run.sh BUILD_DIR [ROUNDS] [NUM_CLIPS]}" && pwd)
@@ -101,6 +102,8 @@ for model in ("r3d_18", "videomae_small"):
           f" ratio {d_run / t_run:.2f}x")
     print(f"  fixed cost (median s): dspipe {med(x['wall_s'] for x in e):.2f} (empty folder);"
           f" pytorch imports {med(x['import_s'] for x in t):.2f} + model load {med(x['load_s'] for x in t):.2f}")
+    print(f"  CPU s per clip, load excluded (median): dspipe {med((x['cpu_s'] - y['cpu_s']) / clips for x, y in zip(d, e)):.2f},"
+          f" pytorch {med(x['run_cpu_s'] / clips for x in t):.2f}")
     print(f"  CPU s per run (median): dspipe {med(x['cpu_s'] for x in d):.1f}, pytorch {med(x['cpu_s'] for x in t):.1f};"
           f" peak RSS (max): dspipe {max(x['peak_rss_mb'] for x in d):.0f} MB,"
           f" pytorch {max(x['peak_rss_mb'] for x in t):.0f} MB")
