@@ -42,10 +42,10 @@ if [ ! -f "$videos/v4_320_rotate.mp4" ]; then
     mkdir -p "$videos.tmp"
     enc="-c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p -an"
     ff() { out=$1; shift; ffmpeg -nostdin -v error -y -f lavfi "$@" $enc "$videos.tmp/$out"; }
-    ff v1_640_testsrc2.mp4 -i "testsrc2=size=640x480:rate=30:duration=4,noise=alls=12:allf=t+u"
-    ff v2_640_mandelbrot.mp4 -i "mandelbrot=size=640x480:rate=25,noise=alls=12:allf=t+u" -t 4
-    ff v3_320_life.mp4 -i "life=size=320x240:rate=30:mold=10:ratio=0.2:death_color=#C83232:life_color=#00ff00,noise=alls=12:allf=t+u" -t 5
-    ff v4_320_rotate.mp4 -i "testsrc2=size=320x240:rate=30:duration=5,rotate=a=0.4*t,noise=alls=12:allf=t+u"
+    ff v1_640_testsrc2.mp4 -i "testsrc2=size=640x480:rate=30:duration=4,noise=alls=12:allf=t+u:all_seed=1"
+    ff v2_640_mandelbrot.mp4 -i "mandelbrot=size=640x480:rate=25,noise=alls=12:allf=t+u:all_seed=1" -t 4
+    ff v3_320_life.mp4 -i "life=size=320x240:rate=30:seed=1:mold=10:ratio=0.2:death_color=#C83232:life_color=#00ff00,noise=alls=12:allf=t+u:all_seed=1" -t 5
+    ff v4_320_rotate.mp4 -i "testsrc2=size=320x240:rate=30:duration=5,rotate=a=0.4*t,noise=alls=12:allf=t+u:all_seed=1"
     rm -rf "$videos" && mv "$videos.tmp" "$videos"
 fi
 
