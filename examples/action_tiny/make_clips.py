@@ -3,9 +3,11 @@
 
     python3 examples/action_tiny/make_clips.py OUT [--per-class 20] [--seed 1]
                                                [--size 112] [--frames 24] [--fps 12]
+                                               [--labels FILE]
 
 Writes OUT/<label>/<label>_<n>.<ext> and OUT/labels.csv (path,label, paths
-relative to OUT) for the classes
+relative to OUT; --labels writes it elsewhere, e.g. to keep OUT a folder of
+videos only) for the classes
 
     left right up down rotate grow shrink still
 
@@ -146,6 +148,7 @@ def main():
     ap.add_argument("--fps", type=int, default=12)
     ap.add_argument("--codecs", default="all",
                     help="'all' (rotate through every available codec) or one extension")
+    ap.add_argument("--labels", help="where labels.csv goes (default OUT/labels.csv)")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:
         sys.exit("make_clips.py: needs the ffmpeg command (apt-get install ffmpeg)")
@@ -165,7 +168,7 @@ def main():
             encode(clip_frames(rng, label, args.size, args.frames),
                    os.path.join(args.out, rel), args.fps, cargs)
             rows.append((rel, label))
-    with open(os.path.join(args.out, "labels.csv"), "w", newline="") as f:
+    with open(args.labels or os.path.join(args.out, "labels.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label"])
         w.writerows(rows)

@@ -22,10 +22,41 @@ import os
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
+from torchvision.models.video import resnet as tvr
 
 KINETICS_MEAN = [0.43216, 0.394666, 0.37645]
 KINETICS_STD = [0.22803, 0.22145, 0.216989]
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")
+
+
+def small_video_resnet(arch, widths, num_classes, blocks=2):
+    """torchvision's VideoResNet with other channel widths (and blocks per layer: 2 in the
+    real models): the same blocks, conv builders, layer builder and forward."""
+    if arch == "r2plus1d_18":
+        makers = [tvr.Conv2Plus1D] * 4
+        mid = 6
+        stem = nn.Sequential(
+            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
+            nn.Conv3d(mid, widths[0], (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
+    else:
+        makers = [tvr.Conv3DSimple] * 4 if arch == "r3d_18" else \
+            [tvr.Conv3DSimple] + [tvr.Conv3DNoTemporal] * 3
+        stem = nn.Sequential(
+            nn.Conv3d(3, widths[0], (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+            nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
+    m = tvr.VideoResNet.__new__(tvr.VideoResNet)
+    nn.Module.__init__(m)
+    m.inplanes = widths[0]
+    m.stem = stem
+    for i in range(4):
+        setattr(m, f"layer{i + 1}", m._make_layer(tvr.BasicBlock, makers[i], widths[i], blocks,
+                                                  stride=1 if i == 0 else 2))
+    m.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+    m.fc = nn.Linear(widths[3], num_classes)
+    return m
 
 
 def write_folder(model, arch, out, labels=None):

@@ -44,7 +44,8 @@ from torchvision.models.video import resnet as tvr
 from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_video_resnet import KINETICS_MEAN, KINETICS_STD, write_folder  # noqa: E402
+from export_video_resnet import (KINETICS_MEAN, KINETICS_STD, small_video_resnet,  # noqa: E402
+                                 write_folder)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -94,34 +95,6 @@ def make_videomae(out, name, cfg, legacy_names, mean, g, B=3, std=0.2):
         logits = model(pixel_values=pv.permute(0, 2, 1, 3, 4)).logits   # VideoMAE takes B T C H W
     save_io(d, clips, pv, logits)
     print(f"{d}: VideoMAE hidden {cfg.hidden_size}, logits max {logits.abs().max():.3f}")
-
-
-def small_video_resnet(arch, widths, num_classes):
-    """torchvision's VideoResNet with other channel widths: the same blocks, layer builder and forward."""
-    if arch == "r2plus1d_18":
-        makers = [tvr.Conv2Plus1D] * 4
-        mid = 6
-        stem = nn.Sequential(
-            nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
-            nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
-            nn.Conv3d(mid, widths[0], (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
-            nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
-    else:
-        makers = [tvr.Conv3DSimple] * 4 if arch == "r3d_18" else \
-            [tvr.Conv3DSimple] + [tvr.Conv3DNoTemporal] * 3
-        stem = nn.Sequential(
-            nn.Conv3d(3, widths[0], (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-            nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
-    m = tvr.VideoResNet.__new__(tvr.VideoResNet)
-    nn.Module.__init__(m)
-    m.inplanes = widths[0]
-    m.stem = stem
-    for i in range(4):
-        setattr(m, f"layer{i + 1}", m._make_layer(tvr.BasicBlock, makers[i], widths[i], 2,
-                                                  stride=1 if i == 0 else 2))
-    m.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
-    m.fc = nn.Linear(widths[3], num_classes)
-    return m
 
 
 def make_resnet(out, arch, g, full=False):
