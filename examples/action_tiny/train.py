@@ -2,20 +2,20 @@
 """train.py - train the tiny action model on make_clips.py clips and export it for video.classify.
 
     python3 examples/action_tiny/train.py [--work DIR] [--build BUILD] [--per-class 40]
-                                          [--epochs 30] [--out examples/action_tiny/model]
+                                          [--epochs 50] [--out examples/action_tiny/model]
 
 1. Makes a training set (make_clips.py --seed 1) and a validation set (--seed 2) under
    --work (kept there, so a second run reuses them).
 2. Decodes them with dspipe itself (decode_clips.pipe: video.decode sample=uniform
-   clip_len=8 width=48 height=48), so the model is trained on exactly the pixels
+   clip_len=8 width=64 height=64), so the model is trained on exactly the pixels
    action_recognition.pipe will give it: same frame indices, same libswscale scaling.
 3. Trains torchvision's VideoResNet (r3d_18's blocks and kernels, one block per layer,
-   widths 8, 16, 32, 64) with AdamW, augmenting by mirroring and time reversal (which swap
-   left/right, up/down and grow/shrink).
+   widths 8, 16, 32, 64) with AdamW, augmenting by mirroring, time reversal and
+   transposition (which swap left/right, up/down, grow/shrink, left/up and right/down).
 4. Writes model.safetensors + config.json (id2label, Kinetics mean/std) to --out through
    tests/reference/export_video_resnet.py, and prints the validation accuracy.
 
-Deterministic: fixed seeds, two threads, torch.use_deterministic_algorithms. Needs torch,
+Deterministic: fixed seeds, one thread, torch.use_deterministic_algorithms. Needs torch,
 torchvision, safetensors, numpy, the ffmpeg command and dspipe (installed, or --build).
 """
 import argparse
@@ -35,6 +35,7 @@ HFLIP = {"left": "right", "right": "left"}
 VFLIP = {"up": "down", "down": "up"}
 REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up",
            "grow": "shrink", "shrink": "grow"}
+TRANSPOSE = {"left": "up", "up": "left", "right": "down", "down": "right"}
 
 
 def remap(table):
@@ -42,11 +43,15 @@ def remap(table):
 
 
 def augment(x, y, g):
-    """Random mirrors and time reversal of a batch x [B, 3, T, H, W] with labels y."""
+    """Random mirrors, time reversal and transposition (H <-> W) of a batch x [B, 3, T, H, W]
+    with labels y."""
     for dim, table in ((4, HFLIP), (3, VFLIP), (2, REVERSE)):
         pick = torch.rand(len(y), generator=g) < 0.5
         x[pick] = x[pick].flip(dim)
         y = torch.where(pick, remap(table)[y], y)
+    pick = torch.rand(len(y), generator=g) < 0.5
+    x[pick] = x[pick].transpose(3, 4)
+    y = torch.where(pick, remap(TRANSPOSE)[y], y)
     return x, y
 
 
@@ -63,13 +68,13 @@ def main():
     ap.add_argument("--out", default=MODEL_DIR)
     ap.add_argument("--per-class", type=int, default=40, help="training clips per class")
     ap.add_argument("--val-per-class", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--frames", type=int, default=8)
-    ap.add_argument("--size", type=int, default=48)
+    ap.add_argument("--size", type=int, default=64)
     add_dspipe_args(ap)
     args = ap.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
     sets = {}
