@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_action_cli.sh - pipelines/action_recognition.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl, exit 3.
+# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), a left-then-rotate video cut into two segments.
 set -u
 
 . "${TESTS_SRCDIR:?run through make check}/cli_lib.sh"
@@ -49,5 +49,36 @@ has res/errors.jsonl 'notes.mp4: not a video: the content is text' text
 has res/errors.jsonl 'truncated.' truncated
 has res/errors.jsonl 'corrupt.' corrupt
 hasnt res/predictions.csv 'bad/' no-bad-predictions
+
+# ---- action_segments.pipe: a clip moving left, then one rotating, as one 4 s video ----------
+clip() { tr -d '\r' <labels.csv | grep ",$1\$" | cut -d, -f1; }
+mkdir -p seg
+ffmpeg -nostdin -v error -i "videos/$(clip left)" -i "videos/$(clip rotate)" \
+    -filter_complex '[0:v][1:v]concat=n=2:v=1' -c:v ffv1 seg/left_rotate.mkv
+# back-to-back windows of 8 frames, every 3rd: exactly the two clips
+expect 0 segments -- "$DSPIPE" -q "$top/pipelines/action_segments.pipe" seg segout --set stride=8
+[ "$(lines segout/windows.csv)" = 3 ] && ok || fail "segments: want 2 windows + header"
+has segout/segments.jsonl '"num_segments":2' two-segments
+has segout/segments.jsonl '"segments":[{"end_s":1.833,"label":"left","score":' first-segment
+has segout/segments.jsonl '"label":"rotate","score":' second-segment
+has segout/segments.jsonl '"start_s":2.0,"windows":1}]' second-segment-start
+# overlapping windows (the default stride 4): the video still starts left and ends rotating
+expect 0 segments-overlap -- "$DSPIPE" -q "$top/pipelines/action_segments.pipe" seg segover
+[ "$(lines segover/windows.csv)" = 4 ] && ok || fail "segments-overlap: want 3 windows + header"
+has segover/segments.jsonl '"segments":[{"end_s":1.833,"label":"left",' overlap-first
+grep -q '"label":"rotate","score":[0-9.e-]*,"start_s":[0-9.]*,"windows":[0-9]*}\]' segover/segments.jsonl &&
+    ok || fail "segments-overlap: the last segment is not rotate: $(cat segover/segments.jsonl)"
+
+# windows that were not classified: each video fails with what to put first
+cat >noclf.pipe <<'PIPE'
+files  = files.list      dir=seg
+decode = video.decode    sample=every every=3 clip_len=8 width=16 height=16
+tag    = meta.set        json="{\"run\": 1}"
+merge  = video.segments
+sink   = sink.jsonl      path=noclf/segments.jsonl
+files -> decode -> tag -> merge -> sink
+PIPE
+expect 3 not-classified -- "$DSPIPE" -q noclf.pipe --errors noclf/errors.jsonl
+has noclf/errors.jsonl 'window 0 has no meta label and score: put video.classify before video.segments' not-classified-message
 
 cli_end test_action_cli

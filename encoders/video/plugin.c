@@ -3,6 +3,7 @@
 
 static const dsp_op_def *const encoder_ops[] = {
     &video_classify_op,
+    &video_segments_op,
     NULL
 };
 
