@@ -1,7 +1,7 @@
 #!/bin/sh
 # run_encoder.sh - all-MiniLM-L6-v2 sentences/s: dspipe's encoder against sentence-transformers, 2 threads each, interleaved.
 #
-# usage: bench/text/run_encoder.sh BUILD_DIR [ROUNDS] [LIMIT] [CORPUS]
+# usage: [BATCH=N] bench/text/run_encoder.sh BUILD_DIR [ROUNDS] [LIMIT] [CORPUS]
 #   (a non-ASan build; make bench-text runs it; ROUNDS default 3, LIMIT lines of CORPUS, 0 = all)
 #
 # Each round runs one fresh process of each (bench_encoder, then bench_encoder_st.py), each
@@ -31,11 +31,17 @@ cc -O2 -std=gnu11 -Wall -Wextra -I"$src/encoders/text" -I"$src/plugins/text" -I"
    -o "$build/bench_encoder" -L"$build/core/.libs" -ldspipe -Wl,-rpath,"$build/core/.libs" \
    $(pkg-config --libs jansson libpcre2-8 libutf8proc) -lm
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# Sentences per bert_encode call. sentence-transformers' encode() gets the whole list and
+# sorts all of it by length before cutting batches of 32; BATCH=0 (the default) gives dspipe
+# the whole list too, so both sides bucket over the same corpus. BATCH=256 is text.encode's
+# largest batch in a pipeline.
+batch=${BATCH:-0}
+[ "$batch" -gt 0 ] || batch=$(grep -ac . "$corpus")
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "# corpus: $corpus ($(grep -ac . "$corpus") non-empty lines), $rounds rounds, 2 threads each"
+echo "# corpus: $corpus ($(grep -ac . "$corpus") non-empty lines), $rounds rounds, 2 threads each, dspipe $batch sentences a call"
 for r in $(seq 1 "$rounds"); do
     echo "load before dspipe: $(load)"
-    OPENBLAS_NUM_THREADS=2 DSPIPE_OPS_THREADS=2 "$build/bench_encoder" "$model" "$corpus" 1 >"$work/one.json"
+    OPENBLAS_NUM_THREADS=2 DSPIPE_OPS_THREADS=2 "$build/bench_encoder" "$model" "$corpus" 1 "$batch" >"$work/one.json"
     cat "$work/one.json" && cat "$work/one.json" >>"$work/results.jsonl"
     echo "load before sentence-transformers: $(load)"
     OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 python3 "$here/bench_encoder_st.py" "$model" "$corpus" 1 2 \
