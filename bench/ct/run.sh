@@ -20,5 +20,5 @@ export DSPIPE_PLUGIN_PATH
 out=$(mktemp -d /tmp/ct_bench_out.XXXXXX)
 /usr/bin/time -v "$build/core/dspipe" -v --profile --threads "$threads" \
     "$here/pipelines/medical_ct.pipe" "$data" "$out" 2>"$out.log"
-grep -E 'times \(s\)|^node|^files|^series|^iso|^lungs|^nodules|^report|^dspipe:|Elapsed|Maximum resident' "$out.log"
+grep -E 'times \(s\)|^node|^files|^studies|^series|^iso|^lungs|^nodules|^classify|^report|^sc |^sr |^dspipe:|Elapsed|Maximum resident' "$out.log"
 rm -rf "$out" "$out.log"
