@@ -29,11 +29,13 @@ if grep -l -e 'PHANTOM' -e 'PH000101' -e '19600101' -e 'A000101' "$work"/out_101
     echo "patient attributes in findings.json" >&2
     exit 1
 fi
-# the summary names the study and the classifier; without one it says so
-"$DSPIPE_BIN" "$top_src/pipelines/medical_ct.pipe" "$work"/seed_101_* "$work/again" >"$work/stdout" 2>/dev/null || exit 1
+# the summary names the study and the classifier when one is given; without one
+# (the pipe's default) it says so
+"$DSPIPE_BIN" "$top_src/pipelines/medical_ct.pipe" "$work"/seed_101_* "$work/again" \
+    --set classifier="$top_src/examples/ct_classifier/model" >"$work/stdout" 2>/dev/null || exit 1
 grep -q "classifier: ct_nodule_cnn" "$work/stdout" || { cat "$work/stdout"; exit 1; }
 "$DSPIPE_BIN" "$top_src/pipelines/medical_ct.pipe" "$work"/seed_101_* "$work/again2" \
-    --set classifier= >"$work/stdout" 2>/dev/null || exit 1
+    >"$work/stdout" 2>/dev/null || exit 1
 grep -q "classical detector only" "$work/stdout" || { cat "$work/stdout"; exit 1; }
 
 # a study folder with garbage in it (issue 6): an MR image, a DICOMDIR, a text
