@@ -1,4 +1,4 @@
-/* read.c - dicom.read: files from files.list in, one HU volume per selected series out (at end of stream). */
+/* read.c - dicom.read: files from files.list (series built at end of stream) or studies from dicom.studies (one at a time) in, HU volumes out. */
 /* FNM_CASEFOLD */
 #define _GNU_SOURCE
 #include "dicom.h"
@@ -153,7 +153,7 @@ static void read_task(void *ctx, int i, int thread)
         snprintf(f->why, DICOM_WHY, "out of memory");
     } else {
         f->err = dicom_read_file(f->path, &j->c->lim, j->c->phi == PHI_KEEP,
-                                 &j->c->arena[thread % j->c->n_arena], f->img, f->why);
+                                 &j->c->arena[thread], f->img, f->why);
     }
 }
 

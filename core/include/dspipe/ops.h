@@ -327,7 +327,7 @@ DSP_API int dsp_lstm(const dsp_tensor *x, const dsp_lstm_weights *fwd,
                      const dsp_lstm_weights *bwd, const dsp_tensor *lengths,
                      dsp_tensor **out);
 
-/* Threads the CPU operators use: DSPIPE_OPS_THREADS, else the online cores. */
+/* Threads the CPU operators use: DSPIPE_OPS_THREADS, else the online cores, read once per process. */
 DSP_API int dsp_ops_threads(void);
 
 /* One task of dsp_parallel_tasks: task in [0, n), thread in

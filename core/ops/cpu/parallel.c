@@ -131,13 +131,25 @@ static void atfork_child(void)
     p->active = 0;
 }
 
-static int wanted_threads(void)
+/* DSPIPE_OPS_THREADS (else the online cores), read once: the pool's size
+ * and what dsp_ops_threads() reports stay the same for the process, so a
+ * caller's per-thread scratch sized from it always covers the pool. */
+static int g_threads;
+static pthread_once_t g_threads_once = PTHREAD_ONCE_INIT;
+
+static void read_threads(void)
 {
     const char *env = getenv("DSPIPE_OPS_THREADS");
     long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
         n = 1;
-    return n > 64 ? 64 : (int)n;
+    g_threads = n > 64 ? 64 : (int)n;
+}
+
+static int wanted_threads(void)
+{
+    pthread_once(&g_threads_once, read_threads);
+    return g_threads;
 }
 
 /* Called with p->mu held. */
