@@ -251,6 +251,15 @@ START_TEST(test_read_study_errors)
     ck_assert_msg(strstr(msg, "not both") != NULL, "%s", msg);
     ck_assert_ptr_null(dsp_harness_pull(h, 0));
     dsp_harness_free(&h);
+    /* input=studies takes studies only: a single file fails, saying what it takes */
+    const char *studies_only[] = { "input=studies", NULL };
+    ck_assert_int_eq(dsp_harness_new(ctx, "dicom.read", studies_only, 1, &h), 0);
+    ck_assert_int_eq(dsp_packet_new(&p), 0);
+    ck_assert_int_eq(dsp_meta_set_str(dsp_packet_meta(p), "path", paths[0]), 0);
+    ck_assert_int_lt(dsp_harness_push(h, 0, p), 0);
+    msg = dsp_harness_errmsg(h);
+    ck_assert_msg(strstr(msg, "not a study") && strstr(msg, "dicom.studies"), "%s", msg);
+    dsp_harness_free(&h);
 }
 END_TEST
 

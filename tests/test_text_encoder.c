@@ -287,6 +287,12 @@ START_TEST(test_op_batch)
     ck_assert_int_eq(dsp_harness_item_failure(h, 0, &item, &msg), 0);
     ck_assert_int_eq(item, 1);
     ck_assert_msg(strstr(msg, "no input_ids") && !strstr(msg, "item"), "%s", msg);
+    /* outside a callback there is no batch to go on with */
+    dsp_packet *late = NULL;
+    ck_assert_int_eq(dsp_packet_new(&late), 0);
+    ck_assert_int_eq(dsp_node_fail_packet(dsp_harness_node(h), late, DSP_EINVAL, "late"), DSP_ESTATE);
+    dsp_packet_unref(&late);
+    ck_assert_int_eq(dsp_harness_item_failures(h), 1);
     free(pk);
     dsp_harness_free(&h);
     fixture_close(&f);
