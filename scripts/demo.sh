@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh - quick start: install deps, build and install dspipe, build the example plugin, run it, then the headline demo: lung nodules on a synthetic chest CT.
+# demo.sh - quick start: install deps, build and install dspipe, build the example plugin, run it, then the headline demo (lung nodules on a synthetic chest CT) and action labels for generated clips.
 #
 #   bash scripts/demo.sh            # as root on Debian 12 (make install goes to /usr/local)
 #
@@ -81,6 +81,21 @@ for n in json.load(open(sys.argv[1]))["nodules"]:
     print("  %-12s %5.1f mm at (%.1f, %.1f, %.1f) mm" % (n["kind"], n["diameter_mm"], *n["center_mm"]))
 PYEOF
 
+say "action recognition: 40 synthetic motion clips (examples/action_tiny) through pipelines/action_recognition.pipe"
+rm -rf "$BUILD/clips" "$BUILD/actions"
+"$PY" "$ROOT/examples/action_tiny/make_clips.py" "$BUILD/clips" --per-class 5 --seed 7 \
+    --labels "$BUILD/clips.csv" | tail -n 1
+dspipe "$ROOT/pipelines/action_recognition.pipe" "$BUILD/clips" "$BUILD/actions"
+head -n 4 "$BUILD/actions/predictions.csv"
+# the clips' true labels against dspipe's (both files name clips relative to / inside clips/)
+"$PY" - "$BUILD/clips.csv" "$BUILD/actions/predictions.csv" <<'PYEOF'
+import csv, os, sys
+truth = {os.path.basename(r["path"]): r["label"] for r in csv.DictReader(open(sys.argv[1]))}
+pred = {os.path.basename(r["path"]): r["label"] for r in csv.DictReader(open(sys.argv[2]))}
+right = sum(pred.get(k) == v for k, v in truth.items())
+print("action labels: %d of %d clips right" % (right, len(truth)))
+PYEOF
+
 cat <<EOF
 
 Done.
@@ -90,6 +105,8 @@ Done.
   statistics          $BUILD/stats/stats.jsonl
   chest CT study      $BUILD/ct_study/ (DICOM, truth.json)
   CT findings         $BUILD/ct_report/ (findings.json, key images)
+  action clips        $BUILD/clips/ (labels in $BUILD/clips.csv)
+  action labels       $BUILD/actions/ (predictions.jsonl, predictions.csv)
 Try:
   dspipe plugins
   dspipe --plugin-path $BUILD/custom_op inspect stats.summary
