@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), a left-then-rotate video cut into two segments.
+# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), two clips a video averaged, a left-then-rotate video cut into two segments.
 set -u
 
 . "${TESTS_SRCDIR:?run through make check}/cli_lib.sh"
@@ -49,6 +49,13 @@ has res/errors.jsonl 'notes.mp4: not a video: the content is text' text
 has res/errors.jsonl 'truncated.' truncated
 has res/errors.jsonl 'corrupt.' corrupt
 hasnt res/predictions.csv 'bad/' no-bad-predictions
+
+# --set clips=2: two clips a video, one averaged record each (the bad files still fail)
+expect 3 run -- "$DSPIPE" -q "$top/pipelines/action_recognition.pipe" videos res2 --set clips=2
+[ "$(lines res2/predictions.jsonl)" = "$good" ] && ok ||
+    fail "clips=2: want $good predictions, got $(lines res2/predictions.jsonl)"
+[ "$(grep -c '"clips":2,' res2/predictions.jsonl)" = "$good" ] && ok || fail "clips=2: meta clips"
+[ "$(lines res2/errors.jsonl)" = 4 ] && ok || fail "clips=2: want 4 errors, got $(lines res2/errors.jsonl)"
 
 # ---- action_segments.pipe: a clip moving left, then one rotating, as one 4 s video ----------
 clip() { tr -d '\r' <labels.csv | grep ",$1\$" | cut -d, -f1; }

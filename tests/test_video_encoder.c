@@ -441,6 +441,110 @@ START_TEST(test_op_bad_clip)
 }
 END_TEST
 
+/* aggregate=mean: the clips of one item (parts 0..B-1) give one result, the
+ * mean of their logits and of their softmax scores, with meta clips and the
+ * first clip's start; a one-clip item is that clip's result; an item with
+ * a bad clip in the middle gets none, and only that item fails */
+START_TEST(test_op_mean_clips)
+{
+    dsp_context *ctx = plugin_context();
+    fixture f;
+    fixture_open(&f, fixture_dir("r3d_18"));
+    ck_assert_int_ge(f.B, 2);
+    char param[1200];
+    snprintf(param, sizeof param, "model=%s", fixture_dir("r3d_18"));
+    const char *params[] = { param, "aggregate=mean", "top_k=2", NULL };
+    dsp_harness *h = NULL;
+    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
+    int n = (int)f.B + 1 + 3;
+    dsp_packet **pk = calloc((size_t)n, sizeof *pk);
+    for (int64_t b = 0; b < f.B; b++) {         /* item 0: every clip, 1 s apart */
+        pk[b] = clip_packet(&f, b);
+        dsp_packet_set_pos(pk[b], 0, b, b == f.B - 1);
+        ck_assert_int_eq(dsp_meta_set_float(dsp_packet_meta(pk[b]), "clip_start", 1.0 * (double)b + 0.5), 0);
+        ck_assert_int_eq(dsp_meta_set_int(dsp_packet_meta(pk[b]), "clip_index", b), 0);
+    }
+    pk[f.B] = clip_packet(&f, 1);                /* item 1: clip 1 alone */
+    for (int k = 0; k < 3; k++) {               /* item 2: good, bad, good */
+        int i = (int)f.B + 1 + k;
+        if (k == 1) {
+            /* a video ResNet takes any clip size: a clip in two channels fails */
+            int64_t shape[4] = { 2, 8, 8, 2 };
+            dsp_tensor *t = NULL;
+            ck_assert_int_eq(dsp_packet_new(&pk[i]), 0);
+            ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_U8, 4, shape, &t), 0);
+            memset(dsp_tensor_data(t), 9, dsp_tensor_nbytes(t));
+            ck_assert_int_eq(dsp_packet_set_tensor(pk[i], "frames", t), 0);
+        } else {
+            pk[i] = clip_packet(&f, 0);
+        }
+        dsp_packet_set_pos(pk[i], 2, k, k == 2);
+    }
+    /* item 0's clips over two batches, so the sums cross calls */
+    ck_assert_msg(dsp_harness_push_batch(h, pk, 1) == 0, "%s", dsp_harness_errmsg(h));
+    ck_assert_ptr_null(dsp_harness_pull(h, 0));
+    ck_assert_msg(dsp_harness_push_batch(h, pk + 1, n - 1) == 0, "%s", dsp_harness_errmsg(h));
+
+    dsp_packet *p = dsp_harness_pull(h, 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(dsp_packet_item(p), 0);
+    ck_assert_int_eq(dsp_packet_part(p), 0);
+    ck_assert(dsp_packet_last(p));
+    /* the mean of the reference logits, and the mean of their softmax scores */
+    float *want = calloc((size_t)f.classes, sizeof *want);
+    double *prob = calloc((size_t)f.classes, sizeof *prob);
+    for (int64_t b = 0; b < f.B; b++) {
+        const float *l = (const float *)dsp_tensor_data(f.logits) + b * f.classes;
+        double mx = l[0], sum = 0;
+        for (int64_t i = 0; i < f.classes; i++)
+            mx = l[i] > mx ? l[i] : mx;
+        for (int64_t i = 0; i < f.classes; i++)
+            sum += exp((double)l[i] - mx);
+        for (int64_t i = 0; i < f.classes; i++) {
+            want[i] += l[i] / (float)f.B;
+            prob[i] += exp((double)l[i] - mx) / sum / (double)f.B;
+        }
+    }
+    const dsp_tensor *got = dsp_packet_tensor(p, "logits");
+    ck_assert_ptr_nonnull(got);
+    double e = rel_err(dsp_tensor_data(got), want, f.classes);
+    ck_assert_msg(e <= TOL_REF, "mean logits: %.3e", e);
+    int64_t best = 0, clips = 0;
+    for (int64_t i = 0; i < f.classes; i++)
+        best = prob[i] > prob[best] ? i : best;
+    const dsp_meta *m = dsp_packet_meta_const(p);
+    const char *label = NULL;
+    double score = 0, start = 0;
+    ck_assert_int_eq(dsp_meta_get_str(m, "label", &label), 0);
+    ck_assert_str_eq(label, video_model_label(f.m, best));
+    ck_assert_int_eq(dsp_meta_get_float(m, "score", &score), 0);
+    ck_assert_msg(fabs(score - prob[best]) < 1e-4, "score %g, mean softmax %g", score, prob[best]);
+    ck_assert_int_eq(dsp_meta_get_int(m, "clips", &clips), 0);
+    ck_assert_int_eq(clips, f.B);
+    ck_assert_int_eq(dsp_meta_get_float(m, "clip_start", &start), 0);
+    ck_assert_msg(start == 0.5, "clip_start %g: the first clip's", start);
+    ck_assert(!dsp_meta_has(m, "clip_index"));
+    dsp_packet_unref(&p);
+    free(want);
+    free(prob);
+
+    p = dsp_harness_pull(h, 0);                 /* item 1: clip 1's own result */
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(dsp_packet_item(p), 1);
+    check_prediction(&f, p, 1, "logits", 2);
+    dsp_packet_unref(&p);
+    ck_assert_ptr_null(dsp_harness_pull(h, 0));  /* item 2: none */
+    int64_t item = -1;
+    ck_assert_int_eq(dsp_harness_item_failures(h), 1);
+    ck_assert_int_eq(dsp_harness_item_failure(h, 0, &item, NULL), 0);
+    ck_assert_int_eq(item, 2);
+    free(pk);
+    dsp_harness_free(&h);
+    fixture_close(&f);
+    dsp_context_free(&ctx);
+}
+END_TEST
+
 static Suite *encoder_suite(void)
 {
     Suite *s = suite_create("video_encoder");
@@ -452,6 +556,7 @@ static Suite *encoder_suite(void)
     tcase_add_loop_test(tc, test_op_u8_clips, 0, nfix);
     tcase_add_test(tc, test_op_f32_clips);
     tcase_add_test(tc, test_op_bad_clip);
+    tcase_add_test(tc, test_op_mean_clips);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,9 +17,20 @@ typedef struct classify_ctx {
     char *output;
     int64_t top_k;
     int keep_input;
+    int aggregate;                      /* AGG_* */
     /* state */
     video_model *vm;
+    /* aggregate=mean: the video whose clips are being summed */
+    int64_t acc_item;                   /* -1: none */
+    int64_t acc_clips;
+    int acc_failed;                     /* one of its clips failed: the video gets no result */
+    double acc_start;                   /* first clip's clip_start, if it has one */
+    int acc_has_start;
+    float *acc_logits, *acc_prob;       /* [classes] sums */
 } classify_ctx;
+
+enum { AGG_NONE, AGG_MEAN };
+static const char *const aggregate_names[] = { "none", "mean", NULL };
 
 static const dsp_param_def classify_params[] = {
     { .name = "model", .type = DSP_PARAM_PATH, .def = NULL, .flags = DSP_PARAM_MUST_EXIST,
@@ -33,7 +44,11 @@ static const dsp_param_def classify_params[] = {
     { .name = "top_k", .type = DSP_PARAM_INT, .def = "5", .min = 1, .max = 1000,
       .offset = offsetof(classify_ctx, top_k), .doc = "entries in meta topk (at most the number of classes)" },
     { .name = "keep_input", .type = DSP_PARAM_BOOL, .def = "false", .offset = offsetof(classify_ctx, keep_input),
-      .doc = "keep the clip tensor on the output packet" },
+      .doc = "keep the clip tensor on the output packet (with aggregate=mean: the video's last clip)" },
+    { .name = "aggregate", .type = DSP_PARAM_ENUM, .def = "none", .choices = aggregate_names,
+      .offset = offsetof(classify_ctx, aggregate),
+      .doc = "none: a result per clip; mean: one per video (the packets of one item, e.g. video.decode "
+             "num_clips=N), from the mean of its clips' softmax scores" },
     { NULL }
 };
 
@@ -42,7 +57,8 @@ static const dsp_port_def classify_in[] = {
     { NULL }
 };
 static const dsp_port_def classify_out[] = {
-    { .name = "out", .type = "tensor", .doc = "the packet with f32 logits and meta label, score, topk" },
+    { .name = "out", .type = "tensor",
+      .doc = "the packet with f32 logits and meta label, score, topk (aggregate=mean: one per video, meta clips)" },
     { NULL }
 };
 
@@ -58,6 +74,13 @@ static int classify_init(dsp_node *node)
     }
     const video_model_info *in = video_model_get_info(c->vm);
     dsp_node_log(node, DSP_LOG_VERBOSE, "%s: %s, %lld classes", c->model, in->arch_name, (long long)in->num_classes);
+    c->acc_item = -1;
+    if (c->aggregate == AGG_MEAN) {
+        c->acc_logits = calloc((size_t)in->num_classes, sizeof *c->acc_logits);
+        c->acc_prob = calloc((size_t)in->num_classes, sizeof *c->acc_prob);
+        if (!c->acc_logits || !c->acc_prob)
+            return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -192,7 +215,10 @@ static int set_prediction(const classify_ctx *c, dsp_meta *meta, const float *pr
     return rc;
 }
 
-static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const float *logits, const float *prob)
+/* The result packet of src: its logits tensor and prediction meta; with
+ * clips > 0, the mean over that many clips of one video (aggregate=mean). */
+static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const float *logits, const float *prob,
+                       int64_t clips)
 {
     int64_t n = video_model_get_info(c->vm)->num_classes;
     dsp_packet *p = dsp_packet_ref(src);
@@ -206,12 +232,62 @@ static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const f
     }
     if (!err)
         err = set_prediction(c, dsp_packet_meta(p), prob);
+    if (!err && clips > 0) {
+        dsp_meta *m = dsp_packet_meta(p);
+        /* the video's span; the last clip's own frame lists would mislead */
+        if (c->acc_has_start)
+            err = dsp_meta_set_float(m, "clip_start", c->acc_start);
+        if (!err)
+            err = dsp_meta_set_int(m, "clips", clips);
+        dsp_meta_remove(m, "clip_index");
+        dsp_meta_remove(m, "pts");
+        dsp_meta_remove(m, "frame_index");
+        dsp_packet_set_pos(p, dsp_packet_item(src), 0, 1);
+    }
     if (err < 0) {
         dsp_packet_unref(&p);
         dsp_node_fail_packet(node, src, err, "cannot build the output packet");
         return 0;               /* that clip's item fails; the others go on */
     }
     return dsp_node_emit(node, 0, p);
+}
+
+/* aggregate=mean: add clip src's scores to its video's sums (a new item
+ * starts new sums: the clips of an item arrive together, video.decode sends
+ * them in order); at the video's last clip, emit the means. A video whose
+ * last clip never comes (it failed upstream) is dropped when the next one
+ * starts; one with a failed clip (prob NULL) gets no result. */
+static int average_clip(dsp_node *node, classify_ctx *c, dsp_packet *src, const float *logits, const float *prob)
+{
+    int64_t n = video_model_get_info(c->vm)->num_classes;
+    const dsp_meta *m = dsp_packet_meta_const(src);
+    if (c->acc_item != dsp_packet_item(src)) {
+        c->acc_item = dsp_packet_item(src);
+        c->acc_clips = 0;
+        c->acc_failed = 0;
+        c->acc_has_start = dsp_meta_get_float(m, "clip_start", &c->acc_start) == 0;
+        memset(c->acc_logits, 0, (size_t)n * sizeof *c->acc_logits);
+        memset(c->acc_prob, 0, (size_t)n * sizeof *c->acc_prob);
+    }
+    if (!prob)
+        c->acc_failed = 1;
+    else if (!c->acc_failed) {
+        for (int64_t i = 0; i < n; i++) {
+            c->acc_logits[i] += logits[i];
+            c->acc_prob[i] += prob[i];
+        }
+        c->acc_clips++;
+    }
+    if (!dsp_packet_last(src))
+        return 0;
+    c->acc_item = -1;
+    if (c->acc_failed)
+        return 0;
+    for (int64_t i = 0; i < n; i++) {
+        c->acc_logits[i] /= (float)c->acc_clips;
+        c->acc_prob[i] /= (float)c->acc_clips;
+    }
+    return emit_result(node, c, src, c->acc_logits, c->acc_prob, c->acc_clips);
 }
 
 /* Clips of one size run as one batch; a bad clip fails its item alone
@@ -246,13 +322,19 @@ static int classify_batch(dsp_node *node, dsp_packet **in, int n)
                 slots[k].logits = (float *)dsp_tensor_data(logits[g]) + classes * row++;
     }
     for (int k = 0; rc == 0 && k < n; k++) {
-        if (slots[k].group < 0)
-            continue;
         int g = slots[k].group;
-        const float *row_logits = slots[k].logits;
-        const float *prob = (const float *)dsp_tensor_data(probs[g]) +
-                            (row_logits - (const float *)dsp_tensor_data(logits[g]));
-        rc = emit_result(node, c, in[k], row_logits, prob);
+        const float *row_logits = g < 0 ? NULL : slots[k].logits;
+        const float *prob = g < 0 ? NULL : (const float *)dsp_tensor_data(probs[g]) +
+                                           (row_logits - (const float *)dsp_tensor_data(logits[g]));
+        if (c->aggregate == AGG_MEAN)
+            rc = average_clip(node, c, in[k], row_logits, prob);
+        else if (g >= 0)
+            rc = emit_result(node, c, in[k], row_logits, prob, 0);
+    }
+    if (rc < 0 && c->aggregate == AGG_MEAN && n > 0) {
+        /* the whole batch failed: a video that goes on past it gets no result */
+        c->acc_item = dsp_packet_last(in[n - 1]) ? -1 : dsp_packet_item(in[n - 1]);
+        c->acc_failed = 1;
     }
     for (int k = 0; k < n && logits && probs; k++) {
         dsp_tensor_unref(&logits[k]);
@@ -273,6 +355,9 @@ static void classify_fini(dsp_node *node)
 {
     classify_ctx *c = dsp_node_priv(node);
     video_model_close(&c->vm);
+    free(c->acc_logits);
+    free(c->acc_prob);
+    c->acc_logits = c->acc_prob = NULL;
 }
 
 const dsp_op_def video_classify_op = {
