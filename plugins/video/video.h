@@ -15,6 +15,7 @@
 
 extern const dsp_op_def video_decode_op;
 extern const dsp_op_def video_probe_op;
+extern const dsp_op_def video_contact_sheet_op;
 
 /* Room for a reason, without the file name (the caller adds it). */
 #define VIDEO_WHY 512
