@@ -19,13 +19,15 @@ typedef struct encode_ctx {
     int64_t compression;
     int drop_alpha;
     char *name;
+    char *root;
     int fmt;                    /* resolved FORMAT_PNG / FORMAT_JPEG */
 } encode_ctx;
 
 static const dsp_param_def encode_params[] = {
     { .name = "path", .type = DSP_PARAM_STRING, .offset = offsetof(encode_ctx, path),
       .doc = "output file template: {item}, {part}, {stem} (file name of meta path/source "
-             "without its extension, else the item number)" },
+             "without its extension, else the item number), {rel} (meta path/source below root=, "
+             "subfolders kept, without its extension)" },
     { .name = "format", .type = DSP_PARAM_ENUM, .def = "auto", .choices = encode_formats,
       .offset = offsetof(encode_ctx, format),
       .doc = "png or jpeg; auto picks it from the extension (.png, .jpg, .jpeg)" },
@@ -41,6 +43,8 @@ static const dsp_param_def encode_params[] = {
       .doc = "JPEG: write gray+alpha / RGBA images without their alpha (else they fail)" },
     { .name = "name", .type = DSP_PARAM_STRING, .def = "image",
       .offset = offsetof(encode_ctx, name), .doc = "the image tensor to write" },
+    { .name = "root", .type = DSP_PARAM_STRING, .def = "", .offset = offsetof(encode_ctx, root),
+      .doc = "{rel}: the folder the input paths are under (files.list dir=), cut from their front" },
     { NULL }
 };
 
@@ -61,9 +65,10 @@ static int encode_init(dsp_node *node)
     if (!c->path || !c->path[0])
         return dsp_node_fail(node, DSP_EINVAL, "path must not be empty");
     for (const char *p = c->path; (p = strchr(p, '{')); p++) {
-        if (strncmp(p, "{item}", 6) && strncmp(p, "{part}", 6) && strncmp(p, "{stem}", 6))
+        if (strncmp(p, "{item}", 6) && strncmp(p, "{part}", 6) && strncmp(p, "{stem}", 6) &&
+            strncmp(p, "{rel}", 5))
             return dsp_node_fail(node, DSP_EINVAL, "path '%s': unknown placeholder at '%s'; "
-                                 "use {item}, {part} or {stem}", c->path, p);
+                                 "use {item}, {part}, {stem} or {rel}", c->path, p);
     }
     c->fmt = c->format;
     if (c->fmt == FORMAT_AUTO) {
@@ -106,9 +111,62 @@ static int append(char **out, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
+/* The last ch in s[0..n), or NULL. */
+static const char *last_of(const char *s, size_t n, char ch)
+{
+    while (n > 0)
+        if (s[--n] == ch)
+            return s + n;
+    return NULL;
+}
+
+/* The file name of src[0..len) without its extension; "." and ".." become "_". */
+static void stem_of(const char *src, size_t len, char *stem, size_t n)
+{
+    const char *base = last_of(src, len, '/');
+    base = base ? base + 1 : src;
+    size_t blen = len - (size_t)(base - src);
+    const char *dot = last_of(base, blen, '.');
+    size_t k = dot && dot != base ? (size_t)(dot - base) : blen;
+    snprintf(stem, n, "%.*s", (int)k, base);
+    if (strcmp(stem, ".") == 0 || strcmp(stem, "..") == 0 || !stem[0])
+        snprintf(stem, n, "_");
+}
+
+/* {rel}: src below root (when it is under it), its folders kept and its
+ * extension dropped. Leading '/', empty and "." components are left out and
+ * ".." becomes "_", so the result stays inside the template's folder. */
+static int rel_of(const char *root, const char *src, char **out, size_t *len, size_t *cap)
+{
+    size_t r = strlen(root);
+    while (r > 1 && root[r - 1] == '/')
+        r--;
+    if (r && strncmp(src, root, r) == 0 && (src[r] == '/' || root[r - 1] == '/'))
+        src += r;
+    int first = 1;
+    while (*src) {
+        size_t k = strcspn(src, "/");
+        const char *part = src;
+        src += k;
+        if (*src)
+            src++;
+        if (k == 0 || (k == 1 && part[0] == '.'))
+            continue;
+        char stem[256];
+        if (!*src)              /* the file name */
+            stem_of(part, k, stem, sizeof stem);
+        else
+            snprintf(stem, sizeof stem, "%.*s", (int)k, k == 2 && !strncmp(part, "..", 2) ? "_" : part);
+        if ((!first && append(out, len, cap, "/", 1) < 0) || append(out, len, cap, stem, strlen(stem)) < 0)
+            return DSP_ENOMEM;
+        first = 0;
+    }
+    return first ? append(out, len, cap, "_", 1) : 0;
+}
+
 /* The template with its placeholders filled; NULL on OOM. {stem} is a file
- * name without directories ("." and ".." become "_"), so a value never
- * steers the file out of the template's directory. */
+ * name without directories, {rel} a path below the template's folder, so a
+ * value never steers the file out of it. */
 static char *expand(const encode_ctx *c, const dsp_packet *p)
 {
     char item[32], part[32], stem[256];
@@ -116,21 +174,20 @@ static char *expand(const encode_ctx *c, const dsp_packet *p)
     snprintf(part, sizeof part, "%" PRId64, dsp_packet_part(p));
     const char *src = NULL;
     const dsp_meta *m = dsp_packet_meta_const(p);
-    if (dsp_meta_get_str(m, "path", &src) == 0 || dsp_meta_get_str(m, "source", &src) == 0) {
-        const char *base = strrchr(src, '/');
-        base = base ? base + 1 : src;
-        const char *dot = strrchr(base, '.');
-        size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
-        snprintf(stem, sizeof stem, "%.*s", (int)n, base);
-        if (strcmp(stem, ".") == 0 || strcmp(stem, "..") == 0 || !stem[0])
-            snprintf(stem, sizeof stem, "_");
-    } else {
+    if (dsp_meta_get_str(m, "path", &src) == 0 || dsp_meta_get_str(m, "source", &src) == 0)
+        stem_of(src, strlen(src), stem, sizeof stem);
+    else
         snprintf(stem, sizeof stem, "%s", item);
-    }
     char *out = NULL;
     size_t len = 0, cap = 0;
     for (const char *s = c->path; *s;) {
         const char *v = NULL;
+        if (strncmp(s, "{rel}", 5) == 0) {
+            if ((src ? rel_of(c->root, src, &out, &len, &cap) : append(&out, &len, &cap, item, strlen(item))) < 0)
+                goto oom;
+            s += 5;
+            continue;
+        }
         if (strncmp(s, "{item}", 6) == 0)
             v = item;
         else if (strncmp(s, "{part}", 6) == 0)
