@@ -178,29 +178,30 @@ static int sheet_process(dsp_node *node, dsp_packet **in)
     const dsp_packet *p = in[0];
     if (!c->enable)
         return 0;
-    char why[256], desc[96];
+    char why[256], desc[96], item[32];
+    const char *where = item;
+    if (dsp_meta_get_str(dsp_packet_meta_const(p), "path", &where) < 0)
+        snprintf(item, sizeof item, "item %lld", (long long)dsp_packet_item(p));
     const dsp_tensor *clip = dsp_packet_tensor(p, c->input);
     if (!clip)
-        return dsp_node_fail_packet(node, p, DSP_EINVAL, "no tensor '%s': set keep_input=true on "
-                                    "video.classify (it drops the clip otherwise) or set input=",
-                                    c->input);
+        return dsp_node_fail(node, DSP_EINVAL, "%s: no tensor '%s': set keep_input=true on "
+                             "video.classify (it drops the clip otherwise) or set input=", where, c->input);
     dsp_tensor_describe(clip, desc, sizeof desc);
     if (clip->dtype != DSP_DTYPE_U8 || clip->ndim != 4 || clip->shape[3] != 3 ||
         clip->device.type != DSP_DEVICE_CPU || clip->shape[0] < 1 || clip->shape[1] < 1 || clip->shape[2] < 1)
-        return dsp_node_fail_packet(node, p, DSP_EINVAL, "clip '%s' is %s: expected u8 [frames, height, "
-                                    "width, 3] on the CPU, as video.decode makes it (a normalised f32 "
-                                    "clip cannot be shown: take the frames before normalising)",
-                                    c->input, desc);
+        return dsp_node_fail(node, DSP_EINVAL, "%s: clip '%s' is %s: expected u8 [frames, height, "
+                             "width, 3] on the CPU, as video.decode makes it (a normalised f32 clip "
+                             "cannot be shown: take the frames before normalising)", where, c->input, desc);
     json_t *items = sheet_text(c, p, why, sizeof why);
     if (!items)
-        return dsp_node_fail_packet(node, p, DSP_EINVAL, "%s", why);
+        return dsp_node_fail(node, DSP_EINVAL, "%s: %s", where, why);
     sheet_layout l = { .t = clip->shape[0], .fh = clip->shape[1], .fw = clip->shape[2] };
     sheet_plan(c, (int64_t)json_array_size(items), &l);
     if (l.w > 65536 || l.h > 65536) {
         json_decref(items);
-        return dsp_node_fail_packet(node, p, DSP_ELIMIT, "clip '%s' is %s: a sheet of %lld x %lld pixels; "
-                                    "lower width= or raise columns=", c->input, desc, (long long)l.w,
-                                    (long long)l.h);
+        return dsp_node_fail(node, DSP_ELIMIT, "%s: clip '%s' is %s: a sheet of %lld x %lld pixels "
+                             "(at most 65536 a side); lower width= or change columns=", where, c->input, desc,
+                             (long long)l.w, (long long)l.h);
     }
     int64_t shape[3] = { l.h, l.w, 3 };
     dsp_tensor *sheet = NULL;
@@ -227,9 +228,8 @@ static int sheet_process(dsp_node *node, dsp_packet **in)
     dsp_tensor_unref(&sheet);
     if (err < 0) {
         dsp_packet_unref(&out);
-        return dsp_node_fail_packet(node, p, err, "cannot make the sheet of clip '%s' (%s): %s", c->input,
-                                    desc, err == DSP_EUNSUPPORTED ? "libswscale refused the scaling"
-                                                                  : dsp_strerror(err));
+        return dsp_node_fail(node, err, "%s: cannot make the sheet of clip '%s' (%s): %s", where, c->input,
+                             desc, err == DSP_EUNSUPPORTED ? "libswscale refused the scaling" : dsp_strerror(err));
     }
     return dsp_node_emit(node, 0, out);
 }
