@@ -70,6 +70,24 @@ else
     [ -s raw/rgb8.npy ] && ok || fail "raw/rgb8.npy not written"
 fi
 
+# ---- image.encode {rel}: the input's path below root=, subfolders kept -------------
+cat >rel.pipe <<'EOF'
+arg input
+arg out
+files  = files.list   dir=$input glob=copy1?.jpg
+decode = image.decode mode=rgb depth=8
+write  = image.encode path=$out/{rel}.png root=$input
+files -> decode -> write
+EOF
+expect 0 encode-rel -- "$DSPIPE" -q rel.pipe in/ relout
+[ "$(cd relout && find . -name '*.png' | sort | head -2 | tr '\n' ' ')" = "./sub/copy10.png ./sub/copy11.png " ] &&
+    ok || fail "encode-rel: want relout/sub/copy1N.png, got $(cd relout && find . -type f | head -3)"
+# a path outside root keeps its folders; '..' cannot climb out of the template's folder
+mkdir -p lst && echo "../in/rgb8.png" >lst/paths.txt
+sed -e 's/dir=$input glob=copy1?.jpg/list=$input/' -e 's/root=$input/root=in/' rel.pipe >rel2.pipe
+expect 0 encode-rel-outside -- "$DSPIPE" -q rel2.pipe lst/paths.txt relout2
+[ -s relout2/lst/_/in/rgb8.png ] && ok || fail "encode-rel-outside: got $(find relout2 -type f)"
+
 # ---- the same images through torchvision, when Python has it ---------------------
 if python3 -c 'import numpy, PIL, torchvision' 2>/dev/null; then
     python3 - "$WORK/in" "$WORK/prep" >py.out 2>&1 <<'EOF'
