@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), two clips a video averaged, a left-then-rotate video cut into two segments.
+# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), a contact-sheet PNG per good video with sheets=true, two clips a video averaged, a left-then-rotate video cut into two segments.
 set -u
 
 . "${TESTS_SRCDIR:?run through make check}/cli_lib.sh"
@@ -49,6 +49,31 @@ has res/errors.jsonl 'notes.mp4: not a video: the content is text' text
 has res/errors.jsonl 'truncated.' truncated
 has res/errors.jsonl 'corrupt.' corrupt
 hasnt res/predictions.csv 'bad/' no-bad-predictions
+[ ! -e res/sheets ] && ok || fail "sheets written although sheets=false (the default)"
+
+# ---- contact sheets: one PNG per good video, named by its path below the input folder ---------
+mkdir -p sheetvids/a sheetvids/b
+cp "videos/$first" sheetvids/a/
+cp "videos/$(sed -n 3p labels.csv | cut -d, -f1)" "sheetvids/b/${first##*/}"
+cp videos/bad/corrupt.${first##*.} sheetvids/
+expect 3 sheets -- "$DSPIPE" -q "$top/pipelines/action_recognition.pipe" sheetvids sheetres --set sheets=true
+stem=${first##*/}
+stem=${stem%.*}
+[ "$(cd sheetres/sheets && find . -type f | sort | tr '\n' ' ')" = "./a/$stem.png ./b/$stem.png " ] && ok ||
+    fail "sheets: want a/$stem.png and b/$stem.png, got: $(cd sheetres/sheets && find . -type f)"
+[ "$(lines sheetres/errors.jsonl)" = 1 ] && ok || fail "sheets: want 1 error (the corrupt file)"
+[ "$(lines sheetres/predictions.csv)" = 3 ] && ok || fail "sheets: want 2 csv rows + header"
+# 8 thumbnails of 128 x 128, 4 a row, 2 px apart, under 4 text lines of 16 px: 522 x 326 RGB
+for f in sheetres/sheets/a/$stem.png sheetres/sheets/b/$stem.png; do
+    python3 -c '
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
+assert (w, h, depth, colour) == (522, 326, 8, 2), (w, h, depth, colour)
+' "$f" && ok || fail "sheets: $f is not a 522 x 326 RGB PNG"
+done
+cmp -s sheetres/sheets/a/$stem.png sheetres/sheets/b/$stem.png && fail "sheets: two videos, one picture" || ok
 
 # --set clips=2: two clips a video, one averaged record each (the bad files still fail)
 expect 3 run -- "$DSPIPE" -q "$top/pipelines/action_recognition.pipe" videos res2 --set clips=2
