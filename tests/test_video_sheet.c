@@ -237,6 +237,9 @@ START_TEST(bad_packets_fail_their_item)
     sheet_fails(none, classified(f, "walk"), DSP_EINVAL, "take the frames before normalising");
     const char *huge[] = { "width=4096", "columns=256", NULL };
     sheet_fails(huge, classified(clip(20, 2, 2, 0), "walk"), DSP_ELIMIT, "lower width= or change columns=");
+    /* 61472 x 16458: under 65536 a side, but 2^28 pixels in all */
+    const char *vast[] = { "width=4096", "columns=15", NULL };
+    sheet_fails(vast, classified(clip(60, 2, 2, 0), "walk"), DSP_ELIMIT, "2^28 in all");
 }
 END_TEST
 

@@ -60,6 +60,9 @@ static const dsp_port_def sheet_out[] = {
     { NULL }
 };
 
+/* As video.decode's max_pixels default: 768 MiB of RGB. */
+#define SHEET_MAX_PIXELS ((int64_t)1 << 28)
+
 /* Where the pieces of a sheet go, in pixels. */
 typedef struct sheet_layout {
     int64_t t, fh, fw;                  /* the clip: frames x height x width */
@@ -197,10 +200,10 @@ static int sheet_process(dsp_node *node, dsp_packet **in)
         return dsp_node_fail(node, DSP_EINVAL, "%s: %s", where, why);
     sheet_layout l = { .t = clip->shape[0], .fh = clip->shape[1], .fw = clip->shape[2] };
     sheet_plan(c, (int64_t)json_array_size(items), &l);
-    if (l.w > 65536 || l.h > 65536) {
+    if (l.w > 65536 || l.h > 65536 || l.w * l.h > SHEET_MAX_PIXELS) {
         json_decref(items);
         return dsp_node_fail(node, DSP_ELIMIT, "%s: clip '%s' is %s: a sheet of %lld x %lld pixels "
-                             "(at most 65536 a side); lower width= or change columns=", where, c->input, desc,
+                             "(at most 65536 a side, 2^28 in all); lower width= or change columns=", where, c->input, desc,
                              (long long)l.w, (long long)l.h);
     }
     int64_t shape[3] = { l.h, l.w, 3 };
