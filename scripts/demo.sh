@@ -85,7 +85,7 @@ say "action recognition: 40 synthetic motion clips (examples/action_tiny) throug
 rm -rf "$BUILD/clips" "$BUILD/actions"
 "$PY" "$ROOT/examples/action_tiny/make_clips.py" "$BUILD/clips" --per-class 5 --seed 7 \
     --labels "$BUILD/clips.csv" | tail -n 1
-dspipe "$ROOT/pipelines/action_recognition.pipe" "$BUILD/clips" "$BUILD/actions"
+dspipe "$ROOT/pipelines/action_recognition.pipe" "$BUILD/clips" "$BUILD/actions" --set sheets=true
 head -n 4 "$BUILD/actions/predictions.csv"
 # the clips' true labels against dspipe's (both files name clips relative to / inside clips/)
 "$PY" - "$BUILD/clips.csv" "$BUILD/actions/predictions.csv" <<'PYEOF'
@@ -106,7 +106,7 @@ Done.
   chest CT study      $BUILD/ct_study/ (DICOM, truth.json)
   CT findings         $BUILD/ct_report/ (findings.json, key images)
   action clips        $BUILD/clips/ (labels in $BUILD/clips.csv)
-  action labels       $BUILD/actions/ (predictions.jsonl, predictions.csv)
+  action labels       $BUILD/actions/ (predictions.jsonl, predictions.csv, sheets/*/*.png)
 Try:
   dspipe plugins
   dspipe --plugin-path $BUILD/custom_op inspect stats.summary
