@@ -61,8 +61,7 @@ static int journal_read(dspi_sched *s, dspi_journal *j)
 
     if (!f) {
         if (errno == ENOENT) {
-            dsp_log(DSP_LOG_INFO, "dspipe", "resume: no journal at %s; running every item",
-                    j->path);
+            j->missing = 1;
             return 0;
         }
         dspi_set_error(s->ctx, "resume: cannot open the journal %s: %s", j->path,
@@ -113,17 +112,12 @@ static int journal_read(dspi_sched *s, dspi_journal *j)
     }
     free(line);
     fclose(f);
-    if (!err)
-        dsp_log(DSP_LOG_INFO, "dspipe", "resume: %s lists %lld completed item%s; they are "
-                "skipped", j->path, (long long)j->listed, j->listed == 1 ? "" : "s");
     return err;
 }
 
-int dspi_journal_setup(dspi_sched *s, const char *path, int resume)
+int dspi_journal_open(dspi_sched *s, const char *path, int resume)
 {
     dspi_journal *j = &s->journal;
-    char *why = NULL;
-    struct stat st;
 
     j->last_item = -1;
     j->resume = resume;
@@ -137,14 +131,31 @@ int dspi_journal_setup(dspi_sched *s, const char *path, int resume)
     }
     if (!(j->path = strdup(path)))
         return DSP_ENOMEM;
+    if (!resume)
+        return 0;
+    /* read before the nodes' init, which may ask what is done (sinks that
+     * take up their side files) */
+    if (!(j->done = json_object()))
+        return DSP_ENOMEM;
+    return journal_read(s, j);
+}
+
+int dspi_journal_setup(dspi_sched *s)
+{
+    dspi_journal *j = &s->journal;
+    char *why = NULL;
+    struct stat st;
+
+    if (!j->path)
+        return 0;
     j->enabled = journal_possible(s, &why);
-    if (!j->enabled && resume) {
+    if (!j->enabled && j->resume) {
         dspi_set_error(s->ctx, "%s: cannot resume: %s. Run it without --resume",
                        s->g->path, why ? why : "out of memory");
         free(why);
         return DSP_EINVAL;
     }
-    if (!resume) {
+    if (!j->resume) {
         /* a journal of an earlier run would make a later --resume skip items
          * this run may not finish; as with the errors file, remove only a
          * regular file */
@@ -157,9 +168,13 @@ int dspi_journal_setup(dspi_sched *s, const char *path, int resume)
         return 0;
     }
     free(why);
-    if (!(j->done = json_object()))
-        return DSP_ENOMEM;
-    return journal_read(s, j);
+    if (j->missing)
+        dsp_log(DSP_LOG_INFO, "dspipe", "resume: no journal at %s; running every item",
+                j->path);
+    else
+        dsp_log(DSP_LOG_INFO, "dspipe", "resume: %s lists %lld completed item%s; they are "
+                "skipped", j->path, (long long)j->listed, j->listed == 1 ? "" : "s");
+    return 0;
 }
 
 /* ---- items leaving the source ---------------------------------------------- */
@@ -288,6 +303,54 @@ void dspi_journal_report(dspi_sched *s, int64_t items_started)
     dsp_log(DSP_LOG_INFO, "dspipe", "resume: %lld of %lld item%s already done (%s); %lld ran",
             (long long)j->skipped, (long long)items_started,
             items_started == 1 ? "" : "s", j->path, (long long)(items_started - j->skipped));
+}
+
+/* ---- what plugins may ask (dspipe/plugin.h) ----------------------------------- */
+
+int dsp_node_journaling(const dsp_node *node)
+{
+    return node->sched && node->sched->journal.enabled;
+}
+
+int dsp_node_resuming(const dsp_node *node)
+{
+    const dspi_journal *j = node->sched ? &node->sched->journal : NULL;
+    return j && j->resume && json_object_size(j->done) > 0;
+}
+
+int dsp_node_item_key(const dsp_node *node, int64_t item, char **key)
+{
+    dspi_sched *s = node->sched;
+    int err = DSP_ENOENT;
+
+    *key = NULL;
+    if (!s || !s->journal.enabled)
+        return DSP_ENOENT;
+    /* the ring is retired by whichever worker finishes a job */
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->journal.p_count; i++) {
+        const dspi_journal *j = &s->journal;
+        const dspi_pending *d = &j->pending[(j->p_head + i) % j->p_cap];
+        if (d->item == item) {
+            err = (*key = strdup(d->key)) ? 0 : DSP_ENOMEM;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+int dsp_node_key_done(const dsp_node *node, const char *key)
+{
+    const dspi_journal *j = node->sched ? &node->sched->journal : NULL;
+    return j && j->done && key && json_object_get(j->done, key) != NULL;
+}
+
+int dsp_node_run_complete(const dsp_node *node)
+{
+    dspi_sched *s = node->sched;
+    return s && !s->aborting && !s->stopping && !atomic_load(&s->interrupt) &&
+           !s->fatal_code && s->n_failed == 0;
 }
 
 void dspi_journal_free(dspi_journal *j)

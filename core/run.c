@@ -116,10 +116,10 @@ int dspi_sched_run(dspi_sched *s, int threads, int progress, const char *journal
 
     s->t_start_ns = dspi_now_ns();
     s->progress = progress;
-    if ((err = init_nodes(s)) < 0)
+    if ((err = dspi_journal_open(s, journal, resume)) < 0 || (err = init_nodes(s)) < 0)
         goto fini;
     /* after init: an op may say there whether it gathers items */
-    if ((err = dspi_journal_setup(s, journal, resume)) < 0)
+    if ((err = dspi_journal_setup(s)) < 0)
         goto fini;
     if (!(tids = calloc(threads, sizeof(*tids)))) {
         err = DSP_ENOMEM;

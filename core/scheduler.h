@@ -73,6 +73,7 @@ typedef struct dspi_journal {
     FILE *fp;                   /* opened (append) at the first completion */
     int open_failed;
     int broken;                 /* an op emitted a journaled item: stop */
+    int missing;                /* resuming without a journal to read */
     struct json_t *done;        /* keys listed at the start: a hash set */
     int64_t listed;             /* lines read at the start */
     dspi_pending *pending;      /* ring, ordered by item */
@@ -234,11 +235,13 @@ void dspi_sched_free(dspi_sched *s);
 int dspi_sched_write_profile(const dspi_sched *s, FILE *out);
 void dspi_sched_stats(const dspi_sched *s, dsp_run_stats *out);
 
-/* journal.c. setup: after init (nodes may change their gather flag):
- * decide whether this run journals, start a fresh journal or, resuming,
- * read the old one. path NULL: no journal. Returns 0, or an error with the
- * context's message set. */
-int dspi_journal_setup(dspi_sched *s, const char *path, int resume);
+/* journal.c. open: before the nodes' init: take the path (NULL: no
+ * journal) and, resuming, read the keys of the old journal. setup: after
+ * init (nodes may change their gather flag): decide whether this run
+ * journals, and refuse --resume or start a fresh journal. Both return 0, or
+ * an error with the context's message set. */
+int dspi_journal_open(dspi_sched *s, const char *path, int resume);
+int dspi_journal_setup(dspi_sched *s);
 /* Under the lock, for every packet a source emits: 1 when it belongs to an
  * item the journal lists as done (the caller drops it), else 0. */
 int dspi_journal_source_packet(dspi_sched *s, const dsp_node *n, const dsp_packet *p);

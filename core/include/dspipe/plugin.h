@@ -290,6 +290,36 @@ DSP_API void dsp_node_set_gather(dsp_node *node, int gathers);
 DSP_API int dsp_node_stopping(const dsp_node *node);
 
 /* ---------------------------------------------------------------------------
+ * Resuming (dspipe --resume; docs/plugins.md "Resumable sinks"). A sink that
+ * writes one file of all items stays per-item, so the pipeline can resume,
+ * by streaming each record to a side file on disk tagged with its item's
+ * journal key, and building its output from that file at flush. Under the
+ * harness these say "no journal": 0 / DSP_ENOENT.
+ * ------------------------------------------------------------------------- */
+
+/* 1 when this run journals its items one by one (a later --resume skips the
+ * finished ones), else 0. Settled after every node's init: ask from process
+ * or flush (from init it is always 0). */
+DSP_API int dsp_node_journaling(const dsp_node *node);
+/* 1 when this run resumes an earlier one: --resume and a journal that lists
+ * at least one finished item (those are skipped at the source). 0 for a
+ * fresh run, and for --resume with no or an empty journal (every item
+ * runs). Valid from init on. */
+DSP_API int dsp_node_resuming(const dsp_node *node);
+/* The journal key of source item `item` while it is in flight (an item of
+ * the callback's inputs): *key is malloc'd, the caller frees it with
+ * dsp_free. 0; DSP_ENOENT when the run keeps no journal or the item is not
+ * in flight (*key NULL); DSP_ENOMEM. */
+DSP_API int dsp_node_item_key(const dsp_node *node, int64_t item, char **key);
+/* 1 when the journal read at the start of a --resume run lists key as done
+ * (its item is skipped this run), else 0 (also for NULL). Valid from init. */
+DSP_API int dsp_node_key_done(const dsp_node *node, const char *key);
+/* From fini: 1 when the run went through every item with no failure, no
+ * interrupt and no abort, so a later --resume would have nothing to redo;
+ * else 0. */
+DSP_API int dsp_node_run_complete(const dsp_node *node);
+
+/* ---------------------------------------------------------------------------
  * Atomic output files: written to a temporary file beside `path` and
  * renamed into place on commit, so no half-written output ever exists.
  * Missing parent directories are created.
