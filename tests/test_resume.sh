@@ -147,12 +147,12 @@ if [ -e files/done.jsonl ]; then fail "files: journal not where option journal p
 # ---- pipelines that cannot resume say which node and why; exit 2 ----------------
 cat >gather.pipe <<'PIPE'
 g = test.gen count=5
-s = sink.jsonl path=gather/items.jsonl
+s = sink.json path=gather/items.json
 g -> s
 PIPE
 expect 2 gather -- "$DSPIPE" --resume gather.pipe
-has err "cannot resume: node 's' (sink.jsonl, gather.pipe:2) gathers items" gather
-if [ -e gather/items.jsonl ]; then fail "gather: it ran"; else ok; fi
+has err "cannot resume: node 's' (sink.json, gather.pipe:2) gathers items" gather
+if [ -e gather/items.json ]; then fail "gather: it ran"; else ok; fi
 expect 0 gather-no-resume -- "$DSPIPE" gather.pipe
 if [ -e done.jsonl ]; then fail "gather: a journal was written"; else ok; fi
 cat >two.pipe <<'PIPE'
@@ -166,8 +166,10 @@ PIPE
 expect 2 two-sources -- "$DSPIPE" --resume two.pipe
 has err "two sources, 'a' and 'b'" two-sources
 
-expect 0 inspect-gather -- "$DSPIPE" inspect sink.jsonl
+expect 0 inspect-gather -- "$DSPIPE" inspect sink.json
 has out "gather (no --resume)" inspect-gather
+expect 0 inspect-resumable -- "$DSPIPE" inspect sink.jsonl
+hasnt out "gather" inspect-resumable
 expect 0 inspect-per-item -- "$DSPIPE" inspect tensor.write
 hasnt out "gather" inspect-per-item
 

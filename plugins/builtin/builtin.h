@@ -30,4 +30,36 @@ int builtin_read_tensor_file(dsp_node *node, const char *path,
  * New reference, NULL on OOM. Used by sink.jsonl and sink.json. */
 json_t *builtin_packet_record(const dsp_packet *pkt, int64_t max_values);
 
+/* The output file of a sink that writes one file of all items (sink.jsonl,
+ * csv.write), kept per-item so the pipeline can resume: when the run keeps
+ * a journal, every record is appended and flushed to PATH.part with its
+ * item number and journal key, and commit builds PATH from it in item
+ * order (atomically); a --resume run first takes up the records of the
+ * items the journal lists and drops the rest (they run again). Without a
+ * journal the records go straight into the temporary output. docs/plugins.md
+ * "Resumable sinks". */
+typedef struct builtin_sink_file builtin_sink_file;
+
+/* From init: open the temporary output (an unwritable destination fails
+ * the run before any work) and, resuming, take up PATH.part. 0, or the code
+ * with the reason recorded on the node (a malformed side file: file:line). */
+int builtin_sink_file_open(dsp_node *node, const char *path, builtin_sink_file **out);
+/* The first line of a side file taken up (the head a sink set in the
+ * earlier run, e.g. CSV columns), or NULL. Borrowed. */
+const json_t *builtin_sink_file_head(const builtin_sink_file *f);
+/* What the side file's first line records (transfer full; an object) and
+ * the text the output starts with (copied; NULL for none). Call before the
+ * first record. 0 or DSP_ENOMEM. */
+int builtin_sink_file_set_head(dsp_node *node, builtin_sink_file *f, json_t *head,
+                               const char *prologue);
+/* One record of item (len bytes of text, a whole line or row). 0, or the
+ * code with the reason recorded on the node. */
+int builtin_sink_file_write(dsp_node *node, builtin_sink_file *f, int64_t item,
+                            const char *text, size_t len);
+/* From flush: build and rename the output into place. */
+int builtin_sink_file_commit(dsp_node *node, builtin_sink_file *f);
+/* From fini: discard an output not committed; remove the side file when the
+ * run completed (else it stays for --resume). Frees *pf, sets it NULL. */
+void builtin_sink_file_close(dsp_node *node, builtin_sink_file **pf);
+
 #endif /* DSP_BUILTIN_H */

@@ -1,4 +1,4 @@
-/* csv_write.c - csv.write: one CSV row (RFC 4180) of chosen meta keys per packet, committed atomically at the end. */
+/* csv_write.c - csv.write: one CSV row (RFC 4180) of chosen meta keys per packet, committed atomically at the end, resumable. */
 #include "builtin.h"
 
 #include <math.h>
@@ -15,7 +15,7 @@ typedef struct csv_ctx {
     char *sep;
     int newline;
     int header;
-    dsp_outfile *out;           /* temporary until flush commits it */
+    builtin_sink_file *out;     /* committed at flush */
     char **cols;                /* the columns in use (owned), n_cols of them */
     int n_cols;
     int have_cols;              /* 1 once the columns (and header) are settled */
@@ -23,7 +23,8 @@ typedef struct csv_ctx {
 
 static const dsp_param_def csv_params[] = {
     { .name = "path", .type = DSP_PARAM_PATH, .offset = offsetof(csv_ctx, path),
-      .doc = "output .csv file (written to a temporary file, renamed at the end)" },
+      .doc = "output .csv file (renamed into place at the end; PATH.part holds the "
+             "rows meanwhile when the run can --resume)" },
     { .name = "columns", .type = DSP_PARAM_LIST, .elem = DSP_PARAM_STRING, .def = "[]",
       .offset = offsetof(csv_ctx, columns),
       .doc = "meta keys, one column each; [] = the scalar keys of the first packet "
@@ -120,20 +121,71 @@ static int csv_row_end(const csv_ctx *c, FILE *fp)
     return fputs(c->newline == NEWLINE_CRLF ? "\r\n" : "\n", fp) < 0 ? DSP_EIO : 0;
 }
 
-static int csv_write_header(csv_ctx *c)
+/* The columns are settled: the header row (when asked for) starts the
+ * output, and the side file records the columns for a --resume. */
+static int csv_write_header(dsp_node *node, csv_ctx *c)
 {
-    FILE *fp = dsp_outfile_stream(c->out);
-    int err = 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = c->header ? open_memstream(&text, &len) : NULL;
+    json_t *cols = json_array();
+    int err = c->header && !fp ? DSP_ENOMEM : 0;
+
     c->have_cols = 1;
-    if (!c->header)
-        return 0;
     for (int i = 0; !err && i < c->n_cols; i++) {
-        if (i && fputc(c->sep[0], fp) == EOF)
-            err = DSP_EIO;
-        if (!err)
+        if (fp && i && fputc(c->sep[0], fp) == EOF)
+            err = DSP_ENOMEM;
+        if (!err && fp)
             err = csv_field(fp, c->cols[i], c->sep[0], 0);
+        if (!err && json_array_append_new(cols, json_string(c->cols[i])) < 0)
+            err = DSP_ENOMEM;
     }
-    return err ? err : csv_row_end(c, fp);
+    if (!err && fp)
+        err = csv_row_end(c, fp);
+    if (fp && fclose(fp) != 0 && !err)
+        err = DSP_ENOMEM;
+    if (err || !cols) {
+        free(text);
+        json_decref(cols);
+        return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+    }
+    err = builtin_sink_file_set_head(node, c->out, json_pack("{so}", "columns", cols), text);
+    free(text);
+    return err;
+}
+
+/* Resuming: the columns the earlier run settled, which the rows kept from
+ * it were written with. */
+static int csv_resume_columns(dsp_node *node, csv_ctx *c)
+{
+    const json_t *cols = json_object_get(builtin_sink_file_head(c->out), "columns");
+    const json_t *v;
+    size_t i;
+    int same = c->columns.n == 0 || (size_t)c->columns.n == json_array_size(cols);
+
+    if (!json_is_array(cols))
+        return 0;
+    json_array_foreach(cols, i, v) {
+        if (!json_is_string(v))
+            return dsp_node_fail(node, DSP_EFORMAT, "resume: %s.part: \"columns\" holds a "
+                                 "non-string; run without --resume", c->path);
+        if (same && c->columns.n && strcmp(c->columns.s[i], json_string_value(v)) != 0)
+            same = 0;
+    }
+    if (!same)
+        return dsp_node_fail(node, DSP_EINVAL, "resume: %s.part was written with other "
+                             "columns than columns= gives now; run without --resume",
+                             c->path);
+    if (c->columns.n)
+        return 0;
+    char **names = calloc(json_array_size(cols) + 1, sizeof *names);
+    if (!names)
+        return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+    json_array_foreach(cols, i, v)
+        names[i] = (char *)json_string_value(v);
+    int err = csv_set_columns(c, names, (int)json_array_size(cols));
+    free(names);
+    return err < 0 ? dsp_node_fail(node, err, "out of memory") : 1;
 }
 
 static int csv_init(dsp_node *node)
@@ -148,12 +200,10 @@ static int csv_init(dsp_node *node)
     int err = c->columns.n ? csv_set_columns(c, c->columns.s, c->columns.n) : 0;
     if (err < 0)
         return dsp_node_fail(node, err, "out of memory");
-    /* open now so an unwritable destination fails the run before any work */
-    if ((err = dsp_outfile_open(node, c->path, &c->out)) < 0)
+    if ((err = builtin_sink_file_open(node, c->path, &c->out)) < 0 ||
+        (err = csv_resume_columns(node, c)) < 0)
         return err;
-    if (c->columns.n && (err = csv_write_header(c)) < 0)
-        return dsp_node_fail(node, err, "%s: write failed (disk full?)", c->path);
-    return 0;
+    return c->columns.n || err ? csv_write_header(node, c) : 0;
 }
 
 /* No columns= given: the first packet's scalar keys, in the (sorted) order
@@ -177,51 +227,58 @@ static int csv_columns_from(dsp_node *node, csv_ctx *c, const json_t *meta, int6
         return dsp_node_fail(node, DSP_EINVAL, "%s: item %lld (the first packet) has no "
                              "scalar meta keys to make columns of; set columns=[...]",
                              c->path, (long long)item);
-    err = csv_write_header(c);
-    return err < 0 ? dsp_node_fail(node, err, "%s: write failed (disk full?)", c->path) : 0;
+    return csv_write_header(node, c);
 }
 
 static int csv_process(dsp_node *node, dsp_packet **in)
 {
     csv_ctx *c = dsp_node_priv(node);
+    int64_t item = dsp_packet_item(in[0]);
     char *text = dsp_meta_to_json(dsp_packet_meta_const(in[0]));
     json_t *meta = text ? json_loads(text, 0, NULL) : NULL;
     dsp_free(text);
     if (!meta)
         return dsp_node_fail(node, DSP_ENOMEM, "%s: cannot read the meta of item %lld",
-                             c->path, (long long)dsp_packet_item(in[0]));
-    int err = 0;
-    if (!c->have_cols)
-        err = csv_columns_from(node, c, meta, dsp_packet_item(in[0]));
-    FILE *fp = dsp_outfile_stream(c->out);
+                             c->path, (long long)item);
+    int err = c->have_cols ? 0 : csv_columns_from(node, c, meta, item);
+    if (err < 0) {
+        json_decref(meta);
+        return err;
+    }
+    char *row = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&row, &len);
+    err = fp ? 0 : DSP_ENOMEM;
     for (int i = 0; !err && i < c->n_cols; i++) {
         if (i && fputc(c->sep[0], fp) == EOF)
-            err = DSP_EIO;
+            err = DSP_ENOMEM;
         const json_t *v = json_object_get(meta, c->cols[i]);
         if (!err && v)
             err = csv_value(fp, v, c->sep[0]);
     }
     if (!err)
         err = csv_row_end(c, fp);
+    if (fp && fclose(fp) != 0 && !err)
+        err = DSP_ENOMEM;
     json_decref(meta);
-    if (err == DSP_ENOMEM)
-        return dsp_node_fail(node, err, "out of memory");
-    if (err == DSP_EIO)
-        return dsp_node_fail(node, err, "%s: write failed (disk full?)", c->path);
+    if (!err)
+        err = builtin_sink_file_write(node, c->out, item, row, len);
+    else
+        err = dsp_node_fail(node, DSP_ENOMEM, "out of memory");
+    free(row);
     return err;
 }
 
 static int csv_flush(dsp_node *node)
 {
     csv_ctx *c = dsp_node_priv(node);
-    return dsp_outfile_commit(node, &c->out);
+    return builtin_sink_file_commit(node, c->out);
 }
 
 static void csv_fini(dsp_node *node)
 {
     csv_ctx *c = dsp_node_priv(node);
-    /* still open: the run failed before flush, so no partial file appears */
-    dsp_outfile_discard(&c->out);
+    builtin_sink_file_close(node, &c->out);
     for (int i = 0; c->cols && i < c->n_cols; i++)
         free(c->cols[i]);
     free(c->cols);
@@ -230,7 +287,7 @@ static void csv_fini(dsp_node *node)
 const dsp_op_def builtin_csv_write_op = {
     .struct_size = sizeof(dsp_op_def),
     .name = "csv.write",
-    .doc = "write chosen meta keys of each packet as one row of a CSV file (RFC 4180, atomic)",
+    .doc = "write chosen meta keys of each packet as one row of a CSV file (RFC 4180, atomic, resumable)",
     .inputs = csv_in,
     .params = csv_params,
     .priv_size = sizeof(csv_ctx),
