@@ -10,30 +10,12 @@ cli_begin test_resume
 # ran FILE: how many items test.count saw in the run whose stderr is FILE
 ran() { sed -n 's/^\[c@test.count\] \([0-9]*\) packets$/\1/p' "$1"; }
 
-# complete FILE: the number of complete lines of a journal
-complete() { grep -c '^{.*}$' "$1" 2>/dev/null || echo 0; }
-
 # same_files REF DIR NAME: DIR holds exactly REF's .npy files, byte for byte
 same_files() {
     local f bad=0
     for f in "$1"/*.npy; do cmp -s "$f" "$2/${f##*/}" || bad=1; done
     [ "$(ls "$2"/*.npy | wc -l)" = "$(ls "$1"/*.npy | wc -l)" ] || bad=1
     if [ $bad = 0 ]; then ok; else fail "$3: outputs differ from the uninterrupted run"; fi
-}
-
-# wait_lines FILE N: until FILE has N complete lines (at most 60 s)
-wait_lines() {
-    local i
-    for i in $(seq 600); do
-        [ "$(complete "$1")" -ge "$2" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# check NAME WANT GOT: a number
-check() {
-    if [ "$3" = "$2" ]; then ok; else fail "$1: got '$3', want '$2'"; fi
 }
 
 # ---- an uninterrupted run: the reference, and the journal it leaves -----------
@@ -53,11 +35,7 @@ has err "0 failed, 40 already done" all-done-summary
 check all-done-journal 40 "$(complete ref/done.jsonl)"
 
 # ---- SIGINT midway: what finished is journaled, --resume runs only the rest ----
-"$DSPIPE" -j 2 --queue 2 "$PIPES/resume_gen.pipe" int 40 >out 2>err &
-pid=$!
-wait_lines int/done.jsonl 5 || fail "sigint: no progress"
-kill -INT "$pid"
-wait "$pid"
+interrupt INT int/done.jsonl -- "$DSPIPE" -j 2 --queue 2 "$PIPES/resume_gen.pipe" int 40
 check sigint-exit 130 $?
 done1=$(complete int/done.jsonl)
 if [ "$done1" -ge 5 ] && [ "$done1" -lt 40 ]; then ok; else fail "sigint: $done1 journaled"; fi
@@ -71,11 +49,7 @@ same_files ref int sigint-resume
 check sigint-resume-journal 40 "$(complete int/done.jsonl)"
 
 # ---- SIGKILL midway: no clean-up at all; the journal holds what finished --------
-"$DSPIPE" -j 2 "$PIPES/resume_gen.pipe" kill 40 >out 2>err &
-pid=$!
-wait_lines kill/done.jsonl 5 || fail "sigkill: no progress"
-kill -KILL "$pid"
-wait "$pid" 2>/dev/null
+interrupt KILL kill/done.jsonl -- "$DSPIPE" -j 2 "$PIPES/resume_gen.pipe" kill 40
 done1=$(complete kill/done.jsonl)
 if [ "$done1" -ge 5 ] && [ "$done1" -lt 40 ]; then ok; else fail "sigkill: $done1 journaled"; fi
 expect 0 sigkill-resume -- "$DSPIPE" -j 2 --resume "$PIPES/resume_gen.pipe" kill 40 0
@@ -132,11 +106,8 @@ has err "bad.jsonl:7: not a journal line" not-json
 # ---- a source keyed by path: files.list over a folder, option journal ------------
 "$DSPIPE" -q "$PIPES/resume_gen.pipe" in 30 0 >out 2>err
 expect 0 files-reference -- "$DSPIPE" -j 2 "$PIPES/resume_files.pipe" "$WORK/in" fref 0
-"$DSPIPE" -j 2 --queue 2 "$PIPES/resume_files.pipe" "$WORK/in" files >out 2>err &
-pid=$!
-wait_lines files/journal.jsonl 5 || fail "files: no progress"
-kill -INT "$pid"
-wait "$pid"
+interrupt INT files/journal.jsonl -- "$DSPIPE" -j 2 --queue 2 "$PIPES/resume_files.pipe" \
+    "$WORK/in" files
 done1=$(complete files/journal.jsonl)
 has files/journal.jsonl "{\"key\":\"$WORK/in/" files-key-is-path
 expect 0 files-resume -- "$DSPIPE" -j 2 --resume "$PIPES/resume_files.pipe" "$WORK/in" files 0
