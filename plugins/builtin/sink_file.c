@@ -178,8 +178,12 @@ int builtin_sink_file_open(dsp_node *node, const char *path, builtin_sink_file *
         return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
     }
     snprintf(f->side, n, "%s.part", path);
-    /* open now so an unwritable destination fails the run before any work */
-    if ((err = dsp_outfile_open(node, path, &f->out)) < 0 ||
+    /* try now so an unwritable destination fails the run before any work;
+     * the temporary file is made again when the output is written (with a
+     * side file: at flush, so a killed run leaves none behind) */
+    if ((err = dsp_outfile_open(node, path, &f->out)) == 0)
+        dsp_outfile_discard(&f->out);
+    if (err < 0 ||
         (dsp_node_resuming(node) && (err = side_resume(node, f)) < 0)) {
         builtin_sink_file_close(node, &f);
         return err;
@@ -209,8 +213,12 @@ int builtin_sink_file_set_head(dsp_node *node, builtin_sink_file *f, json_t *hea
 
 /* ---- writing ------------------------------------------------------------------- */
 
-static int write_prologue(dsp_node *node, builtin_sink_file *f)
+/* The temporary output, starting with the prologue. */
+static int open_output(dsp_node *node, builtin_sink_file *f)
 {
+    int err = dsp_outfile_open(node, f->path, &f->out);
+    if (err < 0)
+        return err;
     if (f->prologue && fputs(f->prologue, dsp_outfile_stream(f->out)) < 0)
         return dsp_node_fail(node, DSP_EIO, "%s: write failed (disk full?)", f->path);
     return 0;
@@ -226,7 +234,7 @@ static int choose_mode(dsp_node *node, builtin_sink_file *f)
         return 0;
     if (!dsp_node_journaling(node)) {
         f->mode = MODE_DIRECT;
-        return write_prologue(node, f);
+        return open_output(node, f);
     }
     if (!f->head && !(f->head = json_object()))
         return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
@@ -341,7 +349,7 @@ static int side_index(dsp_node *node, builtin_sink_file *f, FILE *fp, side_rec *
 /* The records in item order (an item's own in the order they came). */
 static int side_build(dsp_node *node, builtin_sink_file *f)
 {
-    FILE *fp, *dst = dsp_outfile_stream(f->out);
+    FILE *fp, *dst;
     side_rec *recs = NULL;
     int64_t n = 0;
     char *line = NULL;
@@ -352,9 +360,10 @@ static int side_build(dsp_node *node, builtin_sink_file *f)
         return dsp_node_fail(node, DSP_EIO, "%s: write failed (disk full?)", f->side);
     if (!(fp = fopen(f->side, "rb")))
         return dsp_node_fail(node, DSP_EIO, "cannot read %s: %s", f->side, strerror(errno));
-    if ((err = side_index(node, f, fp, &recs, &n)) == 0)
-        err = write_prologue(node, f);
-    qsort(recs, (size_t)n, sizeof(*recs), rec_cmp);
+    if ((err = side_index(node, f, fp, &recs, &n)) == 0 && (err = open_output(node, f)) == 0)
+        dst = dsp_outfile_stream(f->out);
+    if (n > 1)
+        qsort(recs, (size_t)n, sizeof(*recs), rec_cmp);
     for (int64_t i = 0; !err && i < n; i++) {
         json_t *rec = NULL;
         json_error_t jerr;
