@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), a contact-sheet PNG per good video with sheets=true, two clips a video averaged, a left-then-rotate video cut into two segments.
+# test_action_cli.sh - pipelines/action_recognition.pipe and action_segments.pipe with the shipped action_tiny model: the labels of freshly made clips, bad files recorded in errors.jsonl (exit 3), a contact-sheet PNG per good video with sheets=true, two clips a video averaged, a left-then-rotate video cut into two segments, --resume after a SIGKILL.
 set -u
 
 . "${TESTS_SRCDIR:?run through make check}/cli_lib.sh"
@@ -82,6 +82,30 @@ expect 3 run -- "$DSPIPE" -q "$top/pipelines/action_recognition.pipe" videos res
 [ "$(grep -c '"clips":2,' res2/predictions.jsonl)" = "$good" ] && ok || fail "clips=2: meta clips"
 [ "$(lines res2/errors.jsonl)" = 4 ] && ok || fail "clips=2: want 4 errors, got $(lines res2/errors.jsonl)"
 
+# ---- --resume: SIGKILL once the first video is journaled, then go on ------------------
+# batch=1: in a batch, a video's scores depend in their last digits on its batch mates,
+# which a resumed run changes. Items 0-3 are the bad files; they fail, so the first journal
+# line comes with a good clip.
+expect 3 resume-reference -- "$DSPIPE" -q "$top/pipelines/action_recognition.pipe" videos ref1 \
+    --set batch=1
+"$DSPIPE" -q "$top/pipelines/action_recognition.pipe" videos kill --set batch=1 >/dev/null 2>&1 &
+pid=$!
+until [ -s kill/done.jsonl ] || ! kill -0 "$pid" 2>/dev/null; do :; done
+kill -KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+if [ -e kill/predictions.jsonl ] || [ -e kill/predictions.csv ]; then
+    fail "resume: the run ended before it was killed"; else ok; fi
+done1=$(complete kill/done.jsonl)
+expect 3 resume -- "$DSPIPE" --resume "$top/pipelines/action_recognition.pipe" videos kill \
+    --set batch=1
+has err "resume: $done1 of $((good + 4)) items already done (kill/done.jsonl)" resume-message
+cmp -s ref1/predictions.jsonl kill/predictions.jsonl && ok ||
+    fail "resume: predictions.jsonl differs from the uninterrupted run's"
+cmp -s ref1/predictions.csv kill/predictions.csv && ok ||
+    fail "resume: predictions.csv differs from the uninterrupted run's"
+# the bad files failed again: the side files stay for another --resume
+[ -e kill/predictions.jsonl.part ] && ok || fail "resume: the side file was removed"
+
 # ---- action_segments.pipe: a clip moving left, then one rotating, as one 4 s video ----------
 clip() { tr -d '\r' <labels.csv | grep ",$1\$" | cut -d, -f1; }
 mkdir -p seg
@@ -94,6 +118,13 @@ has segout/segments.jsonl '"num_segments":2' two-segments
 has segout/segments.jsonl '"segments":[{"end_s":1.833,"label":"left","score":' first-segment
 has segout/segments.jsonl '"label":"rotate","score":' second-segment
 has segout/segments.jsonl '"start_s":2.0,"windows":1}]' second-segment-start
+# nothing in it gathers across videos: it resumes, and a finished run stays as it is
+cp -r segout segdone
+expect 0 segments-resume -- "$DSPIPE" --resume "$top/pipelines/action_segments.pipe" seg segdone \
+    --set stride=8
+has err "resume: 1 of 1 item already done" segments-resume
+cmp -s segout/segments.jsonl segdone/segments.jsonl && cmp -s segout/windows.csv segdone/windows.csv &&
+    ok || fail "segments-resume: the outputs changed"
 # overlapping windows (the default stride 4): the video still starts left and ends rotating
 expect 0 segments-overlap -- "$DSPIPE" -q "$top/pipelines/action_segments.pipe" seg segover
 [ "$(lines segover/windows.csv)" = 4 ] && ok || fail "segments-overlap: want 3 windows + header"
