@@ -598,6 +598,16 @@ START_TEST(test_sink_jsonl_commits_at_flush)
     ck_assert_int_eq(dsp_harness_push(h, 0, gen_packet(1, 10)), 0);
     ck_assert_int_eq(dsp_harness_push(h, 0, gen_packet(2, 0)), 0);
     ck_assert(!exists(tp("res/out.jsonl")));       /* nothing visible before flush */
+    /* the harness keeps no journal: the records go straight to the output */
+    dsp_node *node = dsp_harness_node(h);
+    char *key = (char *)"unset";
+    ck_assert_int_eq(dsp_node_journaling(node), 0);
+    ck_assert_int_eq(dsp_node_resuming(node), 0);
+    ck_assert_int_eq(dsp_node_item_key(node, 0, &key), DSP_ENOENT);
+    ck_assert_ptr_null(key);
+    ck_assert_int_eq(dsp_node_key_done(node, "gen"), 0);
+    ck_assert_int_eq(dsp_node_run_complete(node), 0);
+    ck_assert(!exists(tp("res/out.jsonl.part")));
     ck_assert_int_eq(dsp_harness_flush(h), 0);
     ck_assert(exists(tp("res/out.jsonl")));
     dsp_harness_free(&h);
