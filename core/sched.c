@@ -1,4 +1,4 @@
-/* sched.c - the scheduler: bounded edge queues, a worker pool, joins by (item, part), watermarks, failure policy.
+/* sched.c - the scheduler: a worker pool over bounded edge queues (queue.c), joins by (item, part), watermarks, failure policy.
  *
  * How it stays correct:
  * - A node's callbacks run on one worker at a time, and each edge is a FIFO,
@@ -28,88 +28,6 @@
 #include "scheduler.h"
 
 typedef enum { ACT_PROCESS, ACT_BATCH, ACT_FLUSH, ACT_SOURCE, ACT_STOP } action;
-
-/* ---- queues ------------------------------------------------------------- */
-
-static int queue_reserve(dspi_queue *q)
-{
-    int cap;
-    dsp_packet **ring;
-    int64_t *t = NULL;
-
-    if (q->count < q->cap)
-        return 0;
-    cap = q->cap ? 2 * q->cap : 8;
-    ring = malloc(cap * sizeof(*ring));
-    if (q->t_enq)
-        t = malloc(cap * sizeof(*t));
-    if (!ring || (q->t_enq && !t)) {
-        free(ring);
-        free(t);
-        return DSP_ENOMEM;
-    }
-    for (int i = 0; i < q->count; i++) {
-        ring[i] = q->ring[(q->head + i) % q->cap];
-        if (t)
-            t[i] = q->t_enq[(q->head + i) % q->cap];
-    }
-    free(q->ring);
-    free(q->t_enq);
-    q->ring = ring;
-    q->t_enq = t;
-    q->cap = cap;
-    q->head = 0;
-    return 0;
-}
-
-static int queue_push(dspi_queue *q, dsp_packet *p)
-{
-    int tail;
-    if (queue_reserve(q) < 0)
-        return DSP_ENOMEM;
-    tail = (q->head + q->count) % q->cap;
-    q->ring[tail] = p;
-    if (q->t_enq)
-        q->t_enq[tail] = dspi_now_ns();
-    q->count++;
-    return 0;
-}
-
-/* Give back a packet taken but not processed (the end of a cut burst). */
-static int queue_push_front(dspi_queue *q, dsp_packet *p)
-{
-    if (queue_reserve(q) < 0)
-        return DSP_ENOMEM;
-    q->head = (q->head + q->cap - 1) % q->cap;
-    q->ring[q->head] = p;
-    if (q->t_enq)
-        q->t_enq[q->head] = dspi_now_ns();
-    q->count++;
-    return 0;
-}
-
-static dsp_packet *queue_peek(const dspi_queue *q)
-{
-    return q->count ? q->ring[q->head] : NULL;
-}
-
-static dsp_packet *queue_pop(dspi_queue *q, int64_t *waited_ns)
-{
-    dsp_packet *p = q->ring[q->head];
-    if (q->t_enq && waited_ns)
-        *waited_ns += dspi_now_ns() - q->t_enq[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->count--;
-    return p;
-}
-
-void dspi_queue_drain(dspi_queue *q)
-{
-    while (q->count) {
-        dsp_packet *p = queue_pop(q, NULL);
-        dsp_packet_unref(&p);
-    }
-}
 
 /* ---- readiness ------------------------------------------------------------ */
 
@@ -152,8 +70,8 @@ static int drop_failed_heads(dsp_node *n)
         return 0;
     for (int i = 0; i < n->n_in; i++) {
         dspi_queue *q = n->in[i];
-        while (q && q->count && dsp_packet_item(queue_peek(q)) == n->failed_item) {
-            dsp_packet *p = queue_pop(q, NULL);
+        while (q && q->count && dsp_packet_item(dspi_queue_peek(q)) == n->failed_item) {
+            dsp_packet *p = dspi_queue_pop(q, NULL);
             dsp_packet_unref(&p);
             dropped++;
         }
@@ -171,7 +89,7 @@ static int join_ready(dspi_sched *s, dsp_node *n, int *dropped)
         int heads = 0, all = 1, dead = 0;
 
         for (int i = 0; i < n->n_in; i++) {
-            dsp_packet *h = n->in[i] ? queue_peek(n->in[i]) : NULL;
+            dsp_packet *h = n->in[i] ? dspi_queue_peek(n->in[i]) : NULL;
             if (h && key_cmp(h, kitem, kpart) < 0) {
                 kitem = dsp_packet_item(h);
                 kpart = dsp_packet_part(h);
@@ -185,7 +103,7 @@ static int join_ready(dspi_sched *s, dsp_node *n, int *dropped)
             dsp_packet *h;
             if (!q)
                 continue;
-            h = queue_peek(q);
+            h = dspi_queue_peek(q);
             if (h ? key_cmp(h, kitem, kpart) != 0 : (q->eos || q->wm > kitem))
                 dead = 1;
             if (!h || key_cmp(h, kitem, kpart) != 0)
@@ -212,9 +130,9 @@ static int join_ready(dspi_sched *s, dsp_node *n, int *dropped)
         n->elastic = 0;
         for (int i = 0; i < n->n_in; i++) {
             dspi_queue *q = n->in[i];
-            dsp_packet *h = q ? queue_peek(q) : NULL;
+            dsp_packet *h = q ? dspi_queue_peek(q) : NULL;
             if (h && key_cmp(h, kitem, kpart) == 0) {
-                h = queue_pop(q, NULL);
+                h = dspi_queue_pop(q, NULL);
                 dsp_packet_unref(&h);
                 n->st.dropped++;
                 (*dropped)++;
@@ -307,7 +225,7 @@ static int64_t node_low_item(const dsp_node *n)
         int64_t v;
         if (!q)
             continue;
-        v = q->count ? dsp_packet_item(queue_peek(q)) : (q->eos ? DSPI_ITEM_MAX : q->wm);
+        v = q->count ? dsp_packet_item(dspi_queue_peek(q)) : (q->eos ? DSPI_ITEM_MAX : q->wm);
         low = DSPI_MIN(low, v);
     }
     if (n->state == DSPI_RUNNING)
@@ -466,7 +384,7 @@ static int take_job(dspi_sched *s, dsp_node *n, job *j)
         if (cnt > BURST && !(j->in = malloc(cnt * sizeof(*j->in))))
             return DSP_ENOMEM;
         for (int i = 0; i < cnt; i++)
-            j->in[i] = queue_pop(n->in[0], &waited);
+            j->in[i] = dspi_queue_pop(n->in[0], &waited);
         j->n_pkts = cnt;
         j->act = ACT_BATCH;
     } else {
@@ -485,7 +403,7 @@ static int take_job(dspi_sched *s, dsp_node *n, job *j)
             if (connected == 1 ? !n->in[slot]->count : !join_ready(s, n, &dropped))
                 break;
             for (int i = 0; i < n->n_in; i++)
-                set[i] = n->in[i] ? queue_pop(n->in[i], &waited) : NULL;
+                set[i] = n->in[i] ? dspi_queue_pop(n->in[i], &waited) : NULL;
             j->calls++;
         }
         j->n_pkts = j->calls * n->n_in;
@@ -667,7 +585,7 @@ static void complete_job(dspi_sched *s, job *j)
         for (int c = j->calls - 1; c >= j->ran; c--)
             for (int i = n->n_in - 1; i >= 0; i--) {
                 dsp_packet **pp = &j->in[c * n->n_in + i];
-                if (*pp && queue_push_front(n->in[i], *pp) < 0) {
+                if (*pp && dspi_queue_push_front(n->in[i], *pp) < 0) {
                     dsp_log(DSP_LOG_ERROR, n->label, "out of memory: a packet was lost");
                     dsp_packet_unref(pp);
                 }
@@ -721,7 +639,7 @@ static void complete_job(dspi_sched *s, job *j)
                 dspi_queue *q = n->out[e->port][k];
                 if (q->dst->state == DSPI_FINISHED)
                     continue;
-                if (queue_push(q, dsp_packet_ref(e->pkt)) < 0) {
+                if (dspi_queue_push(q, dsp_packet_ref(e->pkt)) < 0) {
                     dsp_packet_unref(&e->pkt);
                     e->pkt = NULL;
                     break;
@@ -814,8 +732,8 @@ static void report_stall(dspi_sched *s)
             if (n->in[k])
                 dspi_str_printf(&b, " in%d[count %d head %lld/%lld wm %lld eos %d]", k,
                                 n->in[k]->count,
-                                n->in[k]->count ? (long long)dsp_packet_item(queue_peek(n->in[k])) : -1LL,
-                                n->in[k]->count ? (long long)dsp_packet_part(queue_peek(n->in[k])) : -1LL,
+                                n->in[k]->count ? (long long)dsp_packet_item(dspi_queue_peek(n->in[k])) : -1LL,
+                                n->in[k]->count ? (long long)dsp_packet_part(dspi_queue_peek(n->in[k])) : -1LL,
                                 (long long)n->in[k]->wm, n->in[k]->eos);
     }
     dsp_log(DSP_LOG_ERROR, "scheduler", "%s", b.s ? b.s : "stalled");

@@ -188,8 +188,16 @@ int64_t dspi_now_ns(void);
  * msg (malloc'd), which becomes the run's message if it is the first. */
 void dspi_sched_abort(dspi_sched *s, int code, char *msg);
 
-/* sched.c, called with the lock held (but the worker) */
+/* queue.c, called with the lock held. A push grows the ring (DSP_ENOMEM);
+ * push_front gives back a packet taken but not processed; pop adds the
+ * packet's time in the queue to *waited_ns (when profiling and non-NULL). */
+int dspi_queue_push(dspi_queue *q, dsp_packet *p);
+int dspi_queue_push_front(dspi_queue *q, dsp_packet *p);
+dsp_packet *dspi_queue_peek(const dspi_queue *q);
+dsp_packet *dspi_queue_pop(dspi_queue *q, int64_t *waited_ns);
 void dspi_queue_drain(dspi_queue *q);
+
+/* sched.c, called with the lock held (but the worker) */
 /* Queue n if it can run now (and resolve what its joins can drop). */
 void dspi_make_ready(dspi_sched *s, dsp_node *n);
 void dspi_wait_until(dspi_sched *s, pthread_cond_t *cv, int64_t deadline_ns);
