@@ -1,6 +1,7 @@
 /* buffer.c - dsp_buffer: refcounted owned, borrowed, file-mapped and device memory. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,15 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+/* One entry of a read-only buffer's derived data (dspi_buffer_derived). */
+typedef struct buffer_derived {
+    struct buffer_derived *next;
+    void *data;
+    void (*release)(void *data);
+    size_t key_len;
+    unsigned char key[];
+} buffer_derived;
 
 struct dsp_buffer {
     atomic_int refcount;
@@ -19,7 +29,13 @@ struct dsp_buffer {
     dsp_device device;
     void (*release)(void *opaque, void *data);
     void *opaque;
+    buffer_derived *derived;    /* under g_derived_lock */
 };
+
+/* One lock for every buffer's derived list: it is taken once per lookup
+ * (a convolution call), and a miss builds the entry under it so two
+ * threads never build the same one. */
+static pthread_mutex_t g_derived_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int buffer_alloc(dsp_buffer_kind kind, void *data, size_t size,
                         dsp_buffer **out)
@@ -167,8 +183,47 @@ dsp_buffer *dsp_buffer_ref(dsp_buffer *buf)
     return buf;
 }
 
+void *dspi_buffer_derived(dsp_buffer *buf, const void *key, size_t key_len,
+                          int (*make)(void *ctx, void **data), void (*release)(void *data),
+                          void *ctx, int *rc)
+{
+    buffer_derived *e;
+    void *data = NULL;
+    *rc = 0;
+    if (!buf || !buf->readonly)
+        return NULL;
+    pthread_mutex_lock(&g_derived_lock);
+    for (e = buf->derived; e; e = e->next)
+        if (e->key_len == key_len && !memcmp(e->key, key, key_len))
+            break;
+    if (e) {
+        data = e->data;
+    } else if (!(e = malloc(sizeof *e + key_len))) {
+        *rc = DSP_ENOMEM;
+    } else if ((*rc = make(ctx, &data)) < 0) {
+        free(e);
+        data = NULL;
+    } else {
+        memcpy(e->key, key, key_len);
+        e->key_len = key_len;
+        e->data = data;
+        e->release = release;
+        e->next = buf->derived;
+        buf->derived = e;
+    }
+    pthread_mutex_unlock(&g_derived_lock);
+    return data;
+}
+
 static void buffer_destroy(dsp_buffer *b)
 {
+    /* the last reference: no other thread can be looking this list up */
+    while (b->derived) {
+        buffer_derived *e = b->derived;
+        b->derived = e->next;
+        e->release(e->data);
+        free(e);
+    }
     switch (b->kind) {
     case DSP_BUFFER_OWNED:
         dsp_free(b->data);

@@ -197,6 +197,20 @@ int dspi_buffer_new_device(dsp_device dev, void *ptr, size_t size,
                            void (*release)(void *opaque, void *data),
                            void *opaque, dsp_buffer **out);
 
+/* Data derived from the bytes of a read-only buffer (a file mapping, or
+ * memory wrapped read-only), such as a convolution's transformed weights:
+ * kept with the buffer and freed by release(data) with its last reference.
+ * An entry is found by its key bytes (the deriving module's tag, the
+ * source tensor's offset and shape, ...); on a miss make(ctx, &data) builds
+ * it (returning 0 or a negative code) under a lock, so it is built once.
+ * Returns the data, owned by the buffer (valid while the caller holds a
+ * reference to buf); NULL with *rc 0 when buf is writable (its bytes may
+ * change: the caller derives per use), NULL with *rc < 0 when make or an
+ * allocation failed. */
+void *dspi_buffer_derived(dsp_buffer *buf, const void *key, size_t key_len,
+                          int (*make)(void *ctx, void **data), void (*release)(void *data),
+                          void *ctx, int *rc);
+
 /* ---- packets (packet.c) ------------------------------------------------- */
 
 /* Mark p as emitted: from now on it is read-only for everyone

@@ -1,6 +1,7 @@
 /* test_ops_conv.c - dspipe's convolution family (conv2d/3d, pooling, batch norm, upsampling) against PyTorch fixtures, plus its error contract. */
 #include <check.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,146 @@ START_TEST(test_conv_chunked)
 }
 END_TEST
 
+/* Winograd F(2,3) against im2col (both selected through DSPIPE_CONV) on
+ * random layers: odd sizes and outputs, padding 0/1/2 (mixed per dim),
+ * batch 2, channels not multiples of 8, a (1,3,3) kernel, conv2d, bf16
+ * weights, and a layer of several tile blocks. Winograd's transforms add
+ * rounding: measured worst 5.7e-7 relative here; TOL_WINO leaves ~20x. */
+#define TOL_WINO 1e-5
+
+typedef struct wino_case {
+    int nsp;
+    int64_t n, c, oc, in[3], k[3];
+    int pad[3];
+    int bias;
+    dsp_dtype wdt;
+} wino_case;
+
+static dsp_tensor *conv_with(const char *algo, const wino_case *wc, const dsp_tensor *x,
+                             const dsp_tensor *w, const dsp_tensor *b)
+{
+    dsp_conv_opts o;
+    dsp_tensor *y = NULL;
+    memset(&o, 0, sizeof o);
+    memcpy(o.padding, wc->pad + 3 - wc->nsp, sizeof(int) * (size_t)wc->nsp);
+    setenv("DSPIPE_CONV", algo, 1);
+    int rc = wc->nsp == 2 ? dsp_conv2d(x, w, b, &o, &y) : dsp_conv3d(x, w, b, &o, &y);
+    unsetenv("DSPIPE_CONV");
+    ck_assert_msg(rc == 0, "%s: %s", algo, dsp_ops_error());
+    return y;
+}
+
+/* max |a - b| / (1 + max |a|) */
+static double rel_diff(const dsp_tensor *a, const dsp_tensor *b)
+{
+    const float *x = dsp_tensor_data(a), *y = dsp_tensor_data(b);
+    double big = 0, d = 0;
+    ck_assert_int_eq(dsp_tensor_numel(a), dsp_tensor_numel(b));
+    for (int64_t i = 0; i < dsp_tensor_numel(a); i++) {
+        big = fabs(x[i]) > big ? fabs(x[i]) : big;
+        d = fabs((double)x[i] - y[i]) > d ? fabs((double)x[i] - y[i]) : d;
+    }
+    return d / (1 + big);
+}
+
+START_TEST(test_conv_winograd)
+{
+    static const wino_case cases[] = {
+        {3, 1, 3, 4, {5, 9, 11}, {3, 3, 3}, {0, 0, 0}, 1, DSP_DTYPE_F32},
+        {3, 2, 5, 7, {4, 6, 7}, {3, 3, 3}, {1, 1, 1}, 0, DSP_DTYPE_F32},
+        {3, 1, 9, 10, {3, 5, 5}, {3, 3, 3}, {2, 2, 2}, 1, DSP_DTYPE_F32},
+        {3, 1, 20, 17, {3, 4, 5}, {3, 3, 3}, {0, 1, 2}, 1, DSP_DTYPE_F32},
+        {3, 1, 12, 8, {5, 6, 7}, {1, 3, 3}, {0, 1, 1}, 0, DSP_DTYPE_F32},
+        {3, 1, 24, 40, {6, 7, 9}, {3, 3, 3}, {1, 1, 1}, 1, DSP_DTYPE_BF16},
+        {3, 2, 64, 72, {8, 15, 17}, {3, 3, 3}, {1, 1, 1}, 1, DSP_DTYPE_F32},
+        {2, 2, 5, 6, {1, 7, 13}, {1, 3, 3}, {0, 1, 1}, 1, DSP_DTYPE_F32},
+        {2, 1, 33, 31, {1, 21, 18}, {1, 3, 3}, {0, 2, 0}, 0, DSP_DTYPE_F32},
+    };
+    double worst = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const wino_case *wc = &cases[i];
+        const int off = 3 - wc->nsp;
+        int64_t xs[5] = {wc->n, wc->c}, ws[5] = {wc->oc, wc->c}, bs[1] = {wc->oc};
+        memcpy(xs + 2, wc->in + off, sizeof(int64_t) * (size_t)wc->nsp);
+        memcpy(ws + 2, wc->k + off, sizeof(int64_t) * (size_t)wc->nsp);
+        dsp_tensor *x = filled(wc->nsp + 2, xs, 11 + (unsigned)i);
+        dsp_tensor *w = filled(wc->nsp + 2, ws, 31 + (unsigned)i), *b = NULL;
+        if (wc->bias)
+            b = filled(1, bs, 51 + (unsigned)i);
+        if (wc->wdt == DSP_DTYPE_BF16) {   /* bf16: the high half of each f32 */
+            dsp_tensor *w16 = NULL;
+            ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_BF16, wc->nsp + 2, ws, &w16), 0);
+            const float *src = dsp_tensor_data(w);
+            uint16_t *dst = dsp_tensor_data(w16);
+            for (int64_t j = 0; j < dsp_tensor_numel(w); j++) {
+                uint32_t bits;
+                memcpy(&bits, &src[j], sizeof bits);
+                dst[j] = (uint16_t)(bits >> 16);
+            }
+            dsp_tensor_unref(&w);
+            w = w16;
+        }
+        dsp_tensor *ref = conv_with("im2col", wc, x, w, b);
+        dsp_tensor *got = conv_with("winograd", wc, x, w, b);
+        double e = rel_diff(ref, got);
+        printf("%-34s case%zu rel err %.3g (limit %.3g)\n", "conv winograd vs im2col", i, e,
+               TOL_WINO);
+        ck_assert_msg(e <= TOL_WINO, "case %zu: %g", i, e);
+        ck_assert_msg(e > 0, "case %zu: DSPIPE_CONV selected the same path twice", i);
+        worst = e > worst ? e : worst;
+        dsp_tensor_unref(&x);
+        dsp_tensor_unref(&w);
+        dsp_tensor_unref(&b);
+        dsp_tensor_unref(&ref);
+        dsp_tensor_unref(&got);
+    }
+    printf("%-34s worst rel err %.3g\n", "conv winograd vs im2col", worst);
+}
+END_TEST
+
+/* Weights in a read-only buffer (a mapped model file) are transformed
+ * once and kept with the buffer: the second call reuses them and must
+ * give the same result, another tensor in the same buffer its own. */
+START_TEST(test_conv_winograd_cached)
+{
+    const wino_case wc = {3, 1, 16, 16, {4, 6, 6}, {3, 3, 3}, {1, 1, 1}, 0, DSP_DTYPE_F32};
+    int64_t xs[] = {1, 16, 4, 6, 6}, ws[] = {16, 16, 3, 3, 3}, both[] = {2 * 16 * 16 * 27};
+    dsp_tensor *x = filled(5, xs, 71), *w2 = filled(1, both, 72), *wv[2] = {NULL, NULL};
+    dsp_buffer *ro = NULL;
+    ck_assert_int_eq(dsp_buffer_wrap(dsp_tensor_data(w2), dsp_tensor_nbytes(w2), 1, NULL, NULL,
+                                     &ro), 0);
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(dsp_tensor_from_buffer(DSP_DTYPE_F32, 5, ws, NULL, ro,
+                                                (size_t)k * 16 * 16 * 27 * sizeof(float),
+                                                &wv[k]), 0);
+    for (int k = 0; k < 2; k++) {
+        dsp_tensor *w = NULL;   /* a writable copy: transformed per call */
+        ck_assert_int_eq(dsp_tensor_new(DSP_DTYPE_F32, 5, ws, &w), 0);
+        memcpy(dsp_tensor_data(w), dsp_tensor_data(wv[k]), dsp_tensor_nbytes(w));
+        dsp_tensor *plain = conv_with("winograd", &wc, x, w, NULL);
+        for (int rep = 0; rep < 2; rep++) {
+            dsp_tensor *got = conv_with("winograd", &wc, x, wv[k], NULL);
+            ck_assert_msg(!memcmp(dsp_tensor_data(got), dsp_tensor_data(plain),
+                                  dsp_tensor_nbytes(got)), "weights %d call %d", k, rep);
+            dsp_tensor_unref(&got);
+        }
+        dsp_tensor_unref(&plain);
+        dsp_tensor_unref(&w);
+    }
+    setenv("DSPIPE_CONV", "fast", 1);
+    dsp_tensor *y = NULL;
+    ck_assert_int_eq(dsp_conv3d(x, wv[0], NULL, NULL, &y), DSP_EINVAL);
+    unsetenv("DSPIPE_CONV");
+    ck_assert_str_eq(dsp_ops_error(), "conv3d: DSPIPE_CONV=fast: expected auto, im2col or "
+                     "winograd");
+    dsp_tensor_unref(&wv[0]);
+    dsp_tensor_unref(&wv[1]);
+    dsp_buffer_unref(&ro);
+    dsp_tensor_unref(&w2);
+    dsp_tensor_unref(&x);
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     int64_t xs[] = {1, 3, 7, 13}, x5s[] = {1, 3, 5, 5}, wg[] = {4, 1, 3, 3}, wbig[] = {2, 3, 7, 7};
@@ -282,6 +423,8 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_batchnorm);
     tcase_add_test(tc, test_upsample);
     tcase_add_test(tc, test_conv_chunked);
+    tcase_add_test(tc, test_conv_winograd);
+    tcase_add_test(tc, test_conv_winograd_cached);
     suite_add_tcase(s, tc);
     tc = tcase_create("contract");
     tcase_add_test(tc, test_errors);

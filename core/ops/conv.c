@@ -1,5 +1,6 @@
 /* conv.c - the public convolution-family operators of dspipe/ops.h: conv2d/3d, pooling, batch norm, upsampling (checks and backend calls). */
 #include "config.h"
+#include <stdlib.h>
 #include <string.h>
 #include "ops/conv_int.h"
 
@@ -38,6 +39,22 @@ static int64_t slide_len(int64_t in, int64_t k, int64_t s, int64_t p, int64_t di
     return (in + 2 * p - span) / s + 1;
 }
 
+/* DSPIPE_CONV into *algo; fails naming the setting when it is unknown. */
+static int conv_algo_from_env(dspi_opcall *c, int *algo)
+{
+    static const char *const names[] = {"auto", "im2col", "winograd"};
+    const char *env = getenv("DSPIPE_CONV");
+    *algo = DSPI_CONV_AUTO;
+    if (!env || !*env)
+        return 0;
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(env, names[i])) {
+            *algo = i;
+            return 0;
+        }
+    return dspi_op_fail(c, DSP_EINVAL, "DSPIPE_CONV=%s: expected auto, im2col or winograd", env);
+}
+
 static int conv_nd(const char *op, int nsp, const dsp_tensor *x, const dsp_tensor *w,
                    const dsp_tensor *b, const dsp_conv_opts *opts, dsp_tensor **out)
 {
@@ -61,6 +78,8 @@ static int conv_nd(const char *op, int nsp, const dsp_tensor *x, const dsp_tenso
         return dspi_op_finish(&c, rc, out);
     }
     geom_init(&g, x, nsp);
+    if ((rc = conv_algo_from_env(&c, &g.algo)) < 0)
+        return dspi_op_finish(&c, rc, out);
     g.groups = opts->groups ? opts->groups : 1;
     g.oc = w->shape[0];
     if (g.groups < 1) {
@@ -126,6 +145,7 @@ static int conv_nd(const char *op, int nsp, const dsp_tensor *x, const dsp_tenso
     if (!(xd = dspi_op_contig(&c, x, &rc)) || !(wd = dspi_op_contig(&c, w, &rc)) ||
         (b && !(bd = dspi_op_contig(&c, b, &rc))))
         return dspi_op_finish(&c, rc, out);
+    g.w_src = wd == dsp_tensor_data(w) ? w : NULL;
     rc = be->conv(xd, wd, w->dtype, bd, b ? b->dtype : DSP_DTYPE_F32, &g, dspi_op_res(&c));
     return dspi_op_finish(&c, rc, out);
 }

@@ -11,13 +11,38 @@ typedef struct dspi_conv_geom {
     int64_t n, c, oc, groups;   /* oc and groups: convolution only          */
     int64_t in[3], k[3], out[3];
     int64_t stride[3], pad[3], dil[3];
+    /* convolution only: the weight tensor when the kernel's w is its own
+     * data (CPU caches derived from the weights key on it), else NULL */
+    const dsp_tensor *w_src;
+    int algo;                   /* convolution only: a dspi_conv_algo */
 } dspi_conv_geom;
+
+/* The CPU convolution algorithm, from DSPIPE_CONV (read per call, so tests
+ * can compare both): auto (unset) picks per layer, im2col and winograd
+ * force one (winograd only where it applies: 3x3(x3), stride 1, ...). */
+typedef enum dspi_conv_algo {
+    DSPI_CONV_AUTO = 0,
+    DSPI_CONV_IM2COL,
+    DSPI_CONV_WINOGRAD
+} dspi_conv_algo;
 
 /* y [n, oc, out] = conv(x [n, c, in], w [oc, c / groups, k]) (+ b [oc] in
  * bdt, may be NULL); w in wdt (f32/f16/bf16). im2col + dspi_sgemm per group,
  * the column buffer bounded by DSPI_CONV_COL_BYTES. */
 int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, dsp_dtype bdt,
                   const dspi_conv_geom *g, float *y);
+
+/* Winograd F(2x2x2, 3x3x3) convolution (cpu/conv_winograd.c): 1 when g
+ * (f32 or f16/bf16 weights) is one it computes and, under g->algo, should:
+ * stride 1, dilation 1, one group, each spatial kernel dim 3 (any
+ * padding) or 1 (no padding), at least two of them 3. */
+int dspi_winograd_applies(const dspi_conv_geom *g);
+/* y [n, oc, out] = conv(x, w) without bias, as dspi_cpu_conv, when
+ * dspi_winograd_applies(g). Weights in a read-only buffer (a mapped model
+ * file) are transformed once and kept with the buffer; others per call.
+ * Returns 0 or DSP_ENOMEM. */
+int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const dspi_conv_geom *g,
+                           float *y);
 
 /* Column buffer bound: the output is processed spatially in chunks so
  * im2col scratch stays below this. */

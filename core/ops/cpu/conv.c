@@ -1,4 +1,4 @@
-/* conv.c - CPU 2-D/3-D convolution: im2col (vol2col) in bounded spatial chunks + dspi_sgemm per group. */
+/* conv.c - CPU 2-D/3-D convolution: im2col (vol2col) in bounded spatial chunks + dspi_sgemm per group, or Winograd (conv_winograd.c) where it applies. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +182,11 @@ int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, d
     const int tasks = wdt == DSP_DTYPE_F32 && !pointwise && plan_conv_tasks(g, K, P, nthr, &tj);
     if (b && !(bias = malloc((size_t)(g->oc > 0 ? g->oc : 1) * sizeof *bias)))
         goto nomem;
+    if (dspi_winograd_applies(g)) {
+        if ((rc = dspi_cpu_conv_winograd(x, w, wdt, g, y)) < 0)
+            goto done;
+        goto add_bias;
+    }
     if (tasks) {
         if (!(tj.cols = malloc((size_t)(nthr * tj.chunk * K) * sizeof *tj.cols)))
             goto nomem;

@@ -1,0 +1,474 @@
+/* conv_winograd.c - CPU Winograd F(2,3) convolution, F(2x2x2, 3x3x3) and F(2x2, 3x3): tile transforms around 16 or 64 batched GEMMs. */
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "ops/conv_int.h"
+#include "ops/cpu/parallel.h"
+#include "ops/cpu/simd.h"
+
+/* Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks",
+ * per spatial dim: a 3-tap kernel over 4 inputs gives 2 outputs as
+ * y = A^T [(G g) * (B^T d)], so a 3x3x3 kernel over a 4x4x4 input tile
+ * costs 64 multiplies for 8 outputs instead of 216. Across channels the
+ * 64 (or 16) products of a tile position are 64 GEMMs
+ * M[p] [oc x tiles] = U[p] [oc x c] V[p] [c x tiles], with U the
+ * transformed weights (G g G^T, per dim) and V the transformed input tiles.
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * A dim whose kernel is 1 (depth of a 2-D call, or a (1,3,3) kernel) has
+ * tiles of 1 and no transform. */
+
+/* Tiles transformed together: one AVX2 vector holds a value of 8 tiles. */
+#define LANES 8
+/* At most 4 x 4 x 4 transformed values per tile. */
+#define WINO_MAX_P 64
+
+/* Transformed input and products of one block of tiles, per thread, are
+ * kept about this size so they stay in the core's L2 (512 KiB on Zen 3)
+ * between the transform, the GEMMs and the inverse transform. */
+#define WINO_BLOCK_BYTES ((int64_t)1 << 20)
+/* The fewest tiles of a block: a GEMM narrower than this wastes OpenBLAS's
+ * packing of U[p] (oc x c floats, repacked every call). */
+#define WINO_MIN_BLOCK_TILES 16
+/* With fewer blocks than threads, the whole image is one block (phases
+ * split across threads instead) while its scratch stays under this. */
+#define WINO_WHOLE_BYTES ((int64_t)64 << 20)
+
+typedef struct wino_plan {
+    int64_t c, oc;
+    int64_t alpha[3];           /* transformed tile size per dim: 4, or 1 for a 1-tap dim */
+    int64_t m[3];               /* outputs per tile per dim: 2 or 1 */
+    int64_t tiles[3], ntiles;   /* tiles per image */
+    int64_t P;                  /* alpha[0] * alpha[1] * alpha[2]: GEMMs per block */
+    int64_t tb;                 /* tiles per block, a multiple of LANES */
+    int64_t nblk;               /* blocks per image */
+} wino_plan;
+
+int dspi_winograd_applies(const dspi_conv_geom *g)
+{
+    int taps3 = 0;
+    if (g->algo == DSPI_CONV_IM2COL || g->groups != 1)
+        return 0;
+    for (int d = 0; d < 3; d++) {
+        if (g->stride[d] != 1 || g->dil[d] != 1)
+            return 0;
+        if (g->k[d] == 3)
+            taps3++;
+        else if (g->k[d] != 1 || g->pad[d] != 0)
+            return 0;
+    }
+    if (taps3 < 2)
+        return 0;
+    if (g->algo == DSPI_CONV_WINOGRAD)
+        return 1;
+    /* Measured with bench/ops on r3d_18's layers (bench/ops/RESULTS.md):
+     * the transforms cost per channel, the GEMMs per channel pair, so few
+     * channels leave too little GEMM work to win back the transforms. */
+    return g->c >= 16 && g->oc >= 16;
+}
+
+static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
+{
+    pl->c = g->c;
+    pl->oc = g->oc;
+    pl->P = 1;
+    pl->ntiles = 1;
+    for (int d = 0; d < 3; d++) {
+        pl->alpha[d] = g->k[d] == 3 ? 4 : 1;
+        pl->m[d] = g->k[d] == 3 ? 2 : 1;
+        pl->tiles[d] = (g->out[d] + pl->m[d] - 1) / pl->m[d];
+        pl->P *= pl->alpha[d];
+        pl->ntiles *= pl->tiles[d];
+    }
+    const int64_t per_tile = pl->P * (pl->c + pl->oc) * (int64_t)sizeof(float);
+    int64_t tb = WINO_BLOCK_BYTES / per_tile;
+    tb = tb < WINO_MIN_BLOCK_TILES ? WINO_MIN_BLOCK_TILES : tb;
+    tb = tb > pl->ntiles ? pl->ntiles : tb;
+    int64_t nblk = (pl->ntiles + tb - 1) / tb;
+    if (g->n * nblk < 2 * nthr && pl->ntiles * per_tile <= WINO_WHOLE_BYTES) {
+        tb = pl->ntiles;
+        nblk = 1;
+    }
+    pl->tb = (tb + LANES - 1) / LANES * LANES;
+    pl->nblk = nblk;
+}
+
+/* ---- transforms -------------------------------------------------------- */
+
+/* B^T (inverse 0) or A^T (inverse 1, in place: the 2 outputs go to
+ * positions 0 and 1) along one dim of the tiles d: lines of 4 at stride s,
+ * outer lines of them. inverse is a constant wherever this is inlined. */
+static inline __attribute__((always_inline)) void transform_dim(float (*d)[LANES], int64_t outer,
+                                                                int64_t s, int inverse)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < s; i++) {
+            float *r0 = d[o * 4 * s + i], *r1 = r0 + s * LANES, *r2 = r1 + s * LANES,
+                  *r3 = r2 + s * LANES;
+            for (int l = 0; l < LANES; l++) {
+                const float a = r0[l], b = r1[l], c = r2[l], e = r3[l];
+                if (inverse) {
+                    r0[l] = a + b + c;
+                    r1[l] = b - c - e;
+                } else {
+                    r0[l] = a - c;
+                    r1[l] = b + c;
+                    r2[l] = c - b;
+                    r3[l] = b - e;
+                }
+            }
+        }
+}
+
+/* The transform along every 3-tap dim of the tiles d. */
+static inline __attribute__((always_inline)) void transform_tiles(const wino_plan *pl,
+                                                                  float (*d)[LANES], int inverse)
+{
+    int64_t outer = 1;
+    for (int k = 0; k < 3; k++) {
+        const int64_t s = pl->P / outer / pl->alpha[k];
+        if (pl->alpha[k] == 4)
+            transform_dim(d, outer, s, inverse);
+        outer *= pl->alpha[k];
+    }
+}
+
+/* ---- weights ----------------------------------------------------------- */
+
+typedef struct weight_job {
+    const void *w;
+    dsp_dtype wdt;
+    const dspi_conv_geom *g;
+    const wino_plan *pl;
+    float *U;                   /* [P][oc][c] */
+} weight_job;
+
+/* U[p][o][ci] = (G g G^T per dim)[p] for output channels o0 .. o1-1. */
+static void weight_rows(void *arg, int64_t o0, int64_t o1)
+{
+    const weight_job *jb = arg;
+    const wino_plan *pl = jb->pl;
+    const int64_t K = jb->g->k[0] * jb->g->k[1] * jb->g->k[2];
+    float tap[27], u[WINO_MAX_P];
+    for (int64_t o = o0; o < o1; o++)
+        for (int64_t ci = 0; ci < pl->c; ci++) {
+            dspi_load_f32(tap, jb->w, jb->wdt, (o * pl->c + ci) * K, 1, K);
+            memset(u, 0, sizeof u);
+            for (int64_t a = 0; a < jb->g->k[0]; a++)
+                for (int64_t b = 0; b < jb->g->k[1]; b++)
+                    for (int64_t e = 0; e < jb->g->k[2]; e++)
+                        u[(a * pl->alpha[1] + b) * pl->alpha[2] + e] =
+                            tap[(a * jb->g->k[1] + b) * jb->g->k[2] + e];
+            /* G along each 3-tap dim; lines through positions a later dim
+             * has not filled yet are zeros and are overwritten by it */
+            int64_t outer = 1;
+            for (int k = 0; k < 3; k++) {
+                const int64_t s = pl->P / outer / pl->alpha[k];
+                for (int64_t x = 0; pl->alpha[k] == 4 && x < outer; x++)
+                    for (int64_t i = 0; i < s; i++) {
+                        float *r = u + x * 4 * s + i;
+                        const float g0 = r[0], g1 = r[s], g2 = r[2 * s];
+                        r[s] = 0.5f * (g0 + g1 + g2);
+                        r[2 * s] = 0.5f * (g0 - g1 + g2);
+                        r[3 * s] = g2;
+                    }
+                outer *= pl->alpha[k];
+            }
+            for (int64_t p = 0; p < pl->P; p++)
+                jb->U[(p * pl->oc + o) * pl->c + ci] = u[p];
+        }
+}
+
+typedef struct weight_make {
+    weight_job jb;
+    int64_t bytes;
+} weight_make;
+
+static int transform_weights(void *arg, void **data)
+{
+    weight_make *mk = arg;
+    if (!(mk->jb.U = malloc((size_t)mk->bytes)))
+        return DSP_ENOMEM;
+    dspi_parallel_for(mk->jb.pl->oc, 1, mk->jb.pl->oc * mk->jb.pl->c * 200, weight_rows, &mk->jb);
+    *data = mk->jb.U;
+    return 0;
+}
+
+/* What identifies transformed weights within their buffer. */
+typedef struct weight_key {
+    char tag[8];                /* "wino23": this module's entries */
+    size_t offset;
+    int64_t shape[5];
+    int ndim;
+    dsp_dtype dtype;
+} weight_key;
+
+/* The transformed weights: kept with w's buffer when it is read-only
+ * (*owned NULL), else made for this call (*owned to free). NULL when out
+ * of memory. */
+static const float *weights_for(const void *w, dsp_dtype wdt, const dspi_conv_geom *g,
+                                const wino_plan *pl, float **owned)
+{
+    weight_make mk = { { w, wdt, g, pl, NULL }, pl->P * pl->oc * pl->c * (int64_t)sizeof(float) };
+    void *data = NULL;
+    int rc = 0;
+    *owned = NULL;
+    if (g->w_src) {
+        weight_key key;
+        memset(&key, 0, sizeof key);
+        memcpy(key.tag, "wino23", 7);
+        key.offset = g->w_src->offset;
+        key.ndim = g->w_src->ndim;
+        key.dtype = g->w_src->dtype;
+        for (int d = 0; d < g->w_src->ndim && d < 5; d++)
+            key.shape[d] = g->w_src->shape[d];
+        data = dspi_buffer_derived(g->w_src->buf, &key, sizeof key, transform_weights, free, &mk,
+                                   &rc);
+        if (data || rc < 0)
+            return data;
+    }
+    if (transform_weights(&mk, &data) < 0)
+        return NULL;
+    *owned = data;
+    return data;
+}
+
+/* ---- tiles ------------------------------------------------------------- */
+
+typedef struct wino_job {
+    const float *x, *U;
+    const dspi_conv_geom *g;
+    const wino_plan *pl;
+    float *y, *scratch;         /* per thread: V [P][c][tb] then M [P][oc][tb] */
+    /* the block the phases of a one-block-at-a-time call work on */
+    int64_t n, t0, nt;
+} wino_job;
+
+/* The first input coordinates of tile t per dim, in tile order d, h, w. */
+static void tile_origin(const wino_job *jb, int64_t t, int64_t o[3])
+{
+    const wino_plan *pl = jb->pl;
+    o[2] = t % pl->tiles[2] * pl->m[2];
+    o[1] = t / pl->tiles[2] % pl->tiles[1] * pl->m[1];
+    o[0] = t / pl->tiles[2] / pl->tiles[1] * pl->m[0];
+}
+
+/* V[p][ci][j] for channels c0 .. c1-1 of tiles t0 .. t0+nt-1 of image n. */
+static inline __attribute__((always_inline)) void input_tiles_body(const wino_job *jb,
+                                                                   int64_t c0, int64_t c1,
+                                                                   float *V)
+{
+    const wino_plan *pl = jb->pl;
+    const dspi_conv_geom *g = jb->g;
+    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2], IP = ID * IH * IW;
+    const int64_t A0 = pl->alpha[0], A1 = pl->alpha[1], A2 = pl->alpha[2];
+    float d[WINO_MAX_P][LANES];
+    for (int64_t j0 = 0; j0 < jb->nt; j0 += LANES) {
+        int64_t org[LANES][3];
+        int inside[LANES];
+        const int nl = jb->nt - j0 < LANES ? (int)(jb->nt - j0) : LANES;
+        for (int l = 0; l < nl; l++) {
+            tile_origin(jb, jb->t0 + j0 + l, org[l]);
+            inside[l] = 1;
+            for (int k = 0; k < 3; k++) {
+                org[l][k] -= g->pad[k];
+                inside[l] &= org[l][k] >= 0 && org[l][k] + pl->alpha[k] <= g->in[k];
+            }
+        }
+        for (int64_t ci = c0; ci < c1; ci++) {
+            const float *plane = jb->x + (jb->n * pl->c + ci) * IP;
+            if (nl < LANES)
+                memset(d, 0, sizeof d);
+            for (int l = 0; l < nl; l++) {
+                const int64_t z = org[l][0], h = org[l][1], w = org[l][2];
+                if (inside[l]) {
+                    for (int64_t a = 0; a < A0; a++)
+                        for (int64_t b = 0; b < A1; b++) {
+                            const float *src = plane + ((z + a) * IH + h + b) * IW + w;
+                            float (*dst)[LANES] = d + (a * A1 + b) * A2;
+                            for (int64_t e = 0; e < A2; e++)
+                                dst[e][l] = src[e];
+                        }
+                    continue;
+                }
+                for (int64_t a = 0; a < A0; a++)
+                    for (int64_t b = 0; b < A1; b++) {
+                        const int row_in = z + a >= 0 && z + a < ID && h + b >= 0 && h + b < IH;
+                        const float *src = row_in ? plane + ((z + a) * IH + h + b) * IW : NULL;
+                        float (*dst)[LANES] = d + (a * A1 + b) * A2;
+                        for (int64_t e = 0; e < A2; e++)
+                            dst[e][l] = row_in && w + e >= 0 && w + e < IW ? src[w + e] : 0.0f;
+                    }
+            }
+            transform_tiles(pl, d, 0);
+            for (int64_t p = 0; p < pl->P; p++)
+                memcpy(V + (p * pl->c + ci) * pl->tb + j0, d[p], sizeof d[p]);
+        }
+    }
+}
+
+/* y for output channels o0 .. o1-1 of the block from M[p][o][j]. */
+static inline __attribute__((always_inline)) void output_tiles_body(const wino_job *jb,
+                                                                    int64_t o0, int64_t o1,
+                                                                    const float *M)
+{
+    const wino_plan *pl = jb->pl;
+    const dspi_conv_geom *g = jb->g;
+    const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
+    const int64_t s0 = pl->alpha[1] * pl->alpha[2], s1 = pl->alpha[2];
+    float d[WINO_MAX_P][LANES];
+    for (int64_t j0 = 0; j0 < jb->nt; j0 += LANES) {
+        const int nl = jb->nt - j0 < LANES ? (int)(jb->nt - j0) : LANES;
+        int64_t org[LANES][3];
+        for (int l = 0; l < nl; l++)
+            tile_origin(jb, jb->t0 + j0 + l, org[l]);
+        for (int64_t o = o0; o < o1; o++) {
+            for (int64_t p = 0; p < pl->P; p++)
+                memcpy(d[p], M + (p * pl->oc + o) * pl->tb + j0, sizeof d[p]);
+            transform_tiles(pl, d, 1);
+            float *yo = jb->y + (jb->n * pl->oc + o) * OD * OH * OW;
+            for (int l = 0; l < nl; l++)
+                for (int64_t a = 0; a < pl->m[0] && org[l][0] + a < OD; a++)
+                    for (int64_t b = 0; b < pl->m[1] && org[l][1] + b < OH; b++) {
+                        float *dst = yo + ((org[l][0] + a) * OH + org[l][1] + b) * OW + org[l][2];
+                        for (int64_t e = 0; e < pl->m[2] && org[l][2] + e < OW; e++)
+                            dst[e] = d[a * s0 + b * s1 + e][l];
+                    }
+        }
+    }
+}
+
+/* The transforms once in baseline x86-64 (or whatever the target is) and
+ * once with AVX2 and FMA: the lane loops are the same C, vectorised 8 wide
+ * in the second. */
+static void input_tiles_base(const wino_job *jb, int64_t c0, int64_t c1, float *V)
+{
+    input_tiles_body(jb, c0, c1, V);
+}
+
+static void output_tiles_base(const wino_job *jb, int64_t o0, int64_t o1, const float *M)
+{
+    output_tiles_body(jb, o0, o1, M);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2,fma"))) static void input_tiles_avx2(const wino_job *jb, int64_t c0,
+                                                                 int64_t c1, float *V)
+{
+    input_tiles_body(jb, c0, c1, V);
+}
+
+__attribute__((target("avx2,fma"))) static void output_tiles_avx2(const wino_job *jb, int64_t o0,
+                                                                  int64_t o1, const float *M)
+{
+    output_tiles_body(jb, o0, o1, M);
+}
+#define HAVE_AVX2_VARIANT 1
+#else
+#define HAVE_AVX2_VARIANT 0
+#endif
+
+static void input_tiles(const wino_job *jb, int64_t c0, int64_t c1, float *V)
+{
+#if HAVE_AVX2_VARIANT
+    if (dspi_cpu_use_avx2()) {
+        input_tiles_avx2(jb, c0, c1, V);
+        return;
+    }
+#endif
+    input_tiles_base(jb, c0, c1, V);
+}
+
+static void output_tiles(const wino_job *jb, int64_t o0, int64_t o1, const float *M)
+{
+#if HAVE_AVX2_VARIANT
+    if (dspi_cpu_use_avx2()) {
+        output_tiles_avx2(jb, o0, o1, M);
+        return;
+    }
+#endif
+    output_tiles_base(jb, o0, o1, M);
+}
+
+/* M[p] = U[p] V[p] for tile positions p0 .. p1-1 of a block of nt tiles. */
+static void block_gemms(const wino_job *jb, int64_t p0, int64_t p1, int64_t nt, const float *V,
+                        float *M)
+{
+    const wino_plan *pl = jb->pl;
+    for (int64_t p = p0; p < p1; p++)
+        dspi_sgemm(0, pl->oc, nt, pl->c, jb->U + p * pl->oc * pl->c, pl->c,
+                   V + p * pl->c * pl->tb, pl->tb, M + p * pl->oc * pl->tb, pl->tb);
+}
+
+/* One block per task, all three phases on one thread in its own scratch:
+ * the block's V and M stay in that core's cache. */
+static void block_task(void *arg, int task, int thread)
+{
+    const wino_job *jb0 = arg;
+    const wino_plan *pl = jb0->pl;
+    wino_job jb = *jb0;
+    float *V = jb0->scratch + thread * pl->P * (pl->c + pl->oc) * pl->tb;
+    float *M = V + pl->P * pl->c * pl->tb;
+    jb.n = task / pl->nblk;
+    jb.t0 = task % pl->nblk * pl->tb;
+    jb.nt = pl->ntiles - jb.t0 < pl->tb ? pl->ntiles - jb.t0 : pl->tb;
+    input_tiles(&jb, 0, pl->c, V);
+    block_gemms(&jb, 0, pl->P, jb.nt, V, M);
+    output_tiles(&jb, 0, pl->oc, M);
+}
+
+/* The phases of one shared block, each split across the threads. */
+static void phase_input(void *arg, int64_t c0, int64_t c1)
+{
+    const wino_job *jb = arg;
+    input_tiles(jb, c0, c1, jb->scratch);
+}
+
+static void phase_gemm(void *arg, int task, int thread)
+{
+    const wino_job *jb = arg;
+    const float *V = jb->scratch;
+    block_gemms(jb, task, task + 1, jb->nt, V, jb->scratch + jb->pl->P * jb->pl->c * jb->pl->tb);
+}
+
+static void phase_output(void *arg, int64_t o0, int64_t o1)
+{
+    const wino_job *jb = arg;
+    output_tiles(jb, o0, o1, jb->scratch + jb->pl->P * jb->pl->c * jb->pl->tb);
+}
+
+int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const dspi_conv_geom *g,
+                           float *y)
+{
+    const int nthr = dsp_ops_threads();
+    wino_plan pl;
+    plan_init(g, nthr, &pl);
+    float *owned = NULL;
+    const float *U = weights_for(w, wdt, g, &pl, &owned);
+    if (!U)
+        return DSP_ENOMEM;
+    const int64_t tasks = g->n * pl.nblk;
+    const int per_block = tasks >= 2 * nthr || nthr < 2;
+    const int64_t per_thread = pl.P * (pl.c + pl.oc) * pl.tb;
+    wino_job jb = { x, U, g, &pl, y, NULL, 0, 0, 0 };
+    if (!(jb.scratch = malloc((size_t)((per_block ? nthr : 1) * per_thread) * sizeof(float)))) {
+        free(owned);
+        return DSP_ENOMEM;
+    }
+    if (per_block) {
+        dsp_parallel_tasks((int)tasks, block_task, &jb);
+    } else {
+        for (jb.n = 0; jb.n < g->n; jb.n++)
+            for (jb.t0 = 0; jb.t0 < pl.ntiles; jb.t0 += pl.tb) {
+                jb.nt = pl.ntiles - jb.t0 < pl.tb ? pl.ntiles - jb.t0 : pl.tb;
+                const int64_t tw = jb.nt * pl.P;
+                dspi_parallel_for(pl.c, 1, pl.c * tw * 4, phase_input, &jb);
+                dsp_parallel_tasks((int)pl.P, phase_gemm, &jb);
+                dspi_parallel_for(pl.oc, 1, pl.oc * tw * 4, phase_output, &jb);
+            }
+    }
+    free(jb.scratch);
+    free(owned);
+    return 0;
+}
