@@ -198,7 +198,7 @@ END_TEST
 /* Winograd F(2,3) against im2col (both selected through DSPIPE_CONV) on
  * random layers: odd sizes and outputs, padding 0/1/2 (mixed per dim),
  * batch 2, channels not multiples of 8, a (1,3,3) kernel, conv2d, bf16
- * weights, and a layer of several tile blocks. Winograd's transforms add
+ * weights, and layers of several tile blocks. Winograd's transforms add
  * rounding: measured worst 5.7e-7 relative here; TOL_WINO leaves ~20x. */
 #define TOL_WINO 1e-5
 
@@ -247,6 +247,8 @@ START_TEST(test_conv_winograd)
         {3, 1, 12, 8, {5, 6, 7}, {1, 3, 3}, {0, 1, 1}, 0, DSP_DTYPE_F32},
         {3, 1, 24, 40, {6, 7, 9}, {3, 3, 3}, {1, 1, 1}, 1, DSP_DTYPE_BF16},
         {3, 2, 64, 72, {8, 15, 17}, {3, 3, 3}, {1, 1, 1}, 1, DSP_DTYPE_F32},
+        /* 784 tiles in blocks of 88 (85 rounded up to the lanes) */
+        {3, 1, 16, 32, {8, 28, 28}, {3, 3, 3}, {1, 1, 1}, 0, DSP_DTYPE_F32},
         {2, 2, 5, 6, {1, 7, 13}, {1, 3, 3}, {0, 1, 1}, 1, DSP_DTYPE_F32},
         {2, 1, 33, 31, {1, 21, 18}, {1, 3, 3}, {0, 2, 0}, 0, DSP_DTYPE_F32},
     };

@@ -1,4 +1,4 @@
-/* bench_ops.c - times dspipe's CPU operators (linear, row-wise and elementwise ops) at BERT-ish shapes; medians of several runs. */
+/* bench_ops.c - times dspipe's CPU operators (linear, row-wise and elementwise ops at BERT-ish shapes, conv3d at r3d_18's); medians of several runs. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,8 +156,94 @@ static void wrapper_case(int64_t M, int64_t K, int64_t N)
     dsp_tensor_unref(&out);
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One 3x3x3 (or 1x3x3 when kd is 1) stride-1 conv3d, c -> oc channels over
+ * [1, c, d, h, w] with padding 1 (0 along a 1-tap depth), timed under
+ * DSPIPE_CONV=im2col and =winograd in turn within every run so load
+ * changes hit both alike. The weights sit in a read-only buffer, as a
+ * mapped model's do, so Winograd transforms them once (in the warm-up).
+ * Prints medians of wall time and of process CPU time per call. */
+static void conv_case(int64_t c, int64_t oc, int64_t d, int64_t h, int64_t w, int64_t kd)
+{
+    static const char *const algos[2] = {"im2col", "winograd"};
+    int64_t xs[] = {1, c, d, h, w}, ws[] = {oc, c, kd, 3, 3};
+    dsp_tensor *x = rnd(5, xs), *wo = rnd(5, ws), *wt = NULL, *out = NULL;
+    dsp_buffer *ro = NULL;
+    if (dsp_buffer_wrap(dsp_tensor_data(wo), dsp_tensor_nbytes(wo), 1, NULL, NULL, &ro) < 0 ||
+        dsp_tensor_from_buffer(DSP_DTYPE_F32, 5, ws, NULL, ro, 0, &wt) < 0)
+        exit(1);
+    dsp_conv_opts o;
+    memset(&o, 0, sizeof o);
+    o.padding[0] = kd == 3;
+    o.padding[1] = o.padding[2] = 1;
+    double tw[2][RUNS], tc[2][RUNS];
+    int reps = 1;
+    for (;;) {
+        double t0 = now();
+        for (int a = 0; a < 2; a++) {
+            setenv("DSPIPE_CONV", algos[a], 1);
+            for (int r = 0; r < reps; r++)
+                if (dsp_conv3d(x, wt, NULL, &o, &out) < 0) {
+                    fprintf(stderr, "conv3d: %s\n", dsp_ops_error());
+                    exit(1);
+                }
+        }
+        if (now() - t0 >= 0.05 || reps >= (1 << 22))
+            break;
+        reps *= 2;
+    }
+    for (int i = 0; i < RUNS; i++)
+        for (int a = 0; a < 2; a++) {
+            setenv("DSPIPE_CONV", algos[a], 1);
+            double t0 = now(), c0 = cpu_now();
+            for (int r = 0; r < reps; r++)
+                dsp_conv3d(x, wt, NULL, &o, &out);
+            tw[a][i] = (now() - t0) / reps;
+            tc[a][i] = (cpu_now() - c0) / reps;
+        }
+    unsetenv("DSPIPE_CONV");
+    const double gmac = (double)oc * c * kd * 9 * d * h * w * 1e-9;
+    printf("conv3d %3lldx%3lld k%lldx3x3 [%2lld,%3lld,%3lld]  %6.2f GMAC", (long long)c,
+           (long long)oc, (long long)kd, (long long)d, (long long)h, (long long)w, gmac);
+    for (int a = 0; a < 2; a++) {
+        qsort(tw[a], RUNS, sizeof tw[a][0], cmp);
+        qsort(tc[a], RUNS, sizeof tc[a][0], cmp);
+        printf("  %s %9.2f ms (cpu %9.2f ms)", algos[a], tw[a][RUNS / 2] * 1e3,
+               tc[a][RUNS / 2] * 1e3);
+    }
+    printf("  im2col/winograd %.2fx\n", tw[0][RUNS / 2] / tw[1][RUNS / 2]);
+    dsp_tensor_unref(&x);
+    dsp_tensor_unref(&wt);
+    dsp_tensor_unref(&out);
+    dsp_buffer_unref(&ro);
+    dsp_tensor_unref(&wo);
+}
+
+/* r3d_18's stride-1 3x3x3 layers at 16x112x112 (batch 1), then smaller
+ * channel counts and spatial sizes for the dispatch rule, and a 1x3x3
+ * kernel (r2plus1d's spatial half; a 2-D conv's shape). */
+static const int64_t conv_shapes[][6] = {
+    {64, 64, 16, 56, 56, 3},  {128, 128, 8, 28, 28, 3}, {256, 256, 4, 14, 14, 3},
+    {512, 512, 2, 7, 7, 3},   {32, 32, 16, 56, 56, 3},  {16, 16, 16, 56, 56, 3},
+    {8, 8, 16, 56, 56, 3},    {16, 32, 8, 28, 28, 3},   {64, 64, 2, 4, 4, 3},
+    {512, 512, 1, 4, 4, 3},   {64, 64, 16, 56, 56, 1},  {144, 64, 16, 56, 56, 1},
+};
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "conv")) {
+        printf("# conv3d, stride 1, padding 1, no bias; medians of %d interleaved runs\n", RUNS);
+        for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++)
+            conv_case(conv_shapes[i][0], conv_shapes[i][1], conv_shapes[i][2], conv_shapes[i][3],
+                      conv_shapes[i][4], conv_shapes[i][5]);
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "wrapper")) {
         /* BERT-base / MiniLM, a 1024-wide decoder and an MoE expert */
         static const int64_t shapes[][3] = {{128, 384, 1536}, {128, 1536, 384},

@@ -6,6 +6,14 @@
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/simd.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_VARIANT 1
+#define AVX2 __attribute__((target("avx2,fma")))
+#else
+#define HAVE_AVX2_VARIANT 0
+#endif
+
 /* Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks",
  * per spatial dim: a 3-tap kernel over 4 inputs gives 2 outputs as
  * y = A^T [(G g) * (B^T d)], so a 3x3x3 kernel over a 4x4x4 input tile
@@ -25,9 +33,12 @@
 #define WINO_MAX_P 64
 
 /* Transformed input and products of one block of tiles, per thread, are
- * kept about this size so they stay in the core's L2 (512 KiB on Zen 3)
- * between the transform, the GEMMs and the inverse transform. */
-#define WINO_BLOCK_BYTES ((int64_t)1 << 20)
+ * kept about this size, so they stay in cache (L3 here) between the
+ * transform, the GEMMs and the inverse transform. Larger blocks make wider
+ * GEMMs, which repack U[p] less often: bench/ops conv, one thread, 0.5 /
+ * 1 / 2 / 4 MiB took 98 / 88 / 83 / 81 ms on r3d_18's layer1 and 30 / 27 /
+ * 25 / 21 ms on layer3. */
+#define WINO_BLOCK_BYTES ((int64_t)4 << 20)
 /* The fewest tiles of a block: a GEMM narrower than this wastes OpenBLAS's
  * packing of U[p] (oc x c floats, repacked every call). */
 #define WINO_MIN_BLOCK_TILES 16
@@ -40,25 +51,22 @@ typedef struct wino_plan {
     int64_t alpha[3];           /* transformed tile size per dim: 4, or 1 for a 1-tap dim */
     int64_t m[3];               /* outputs per tile per dim: 2 or 1 */
     int64_t tiles[3], ntiles;   /* tiles per image */
+    int64_t pin[3];             /* the input zero-padded to whole tiles */
     int64_t P;                  /* alpha[0] * alpha[1] * alpha[2]: GEMMs per block */
     int64_t tb;                 /* tiles per block, a multiple of LANES */
+    int64_t vs, ms;             /* floats from V[p] to V[p+1], M[p] to M[p+1] */
     int64_t nblk;               /* blocks per image */
 } wino_plan;
 
 int dspi_winograd_applies(const dspi_conv_geom *g)
 {
-    int taps3 = 0;
     if (g->algo == DSPI_CONV_IM2COL || g->groups != 1)
         return 0;
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < 3; d++)
         if (g->stride[d] != 1 || g->dil[d] != 1)
             return 0;
-        if (g->k[d] == 3)
-            taps3++;
-        else if (g->k[d] != 1 || g->pad[d] != 0)
-            return 0;
-    }
-    if (taps3 < 2)
+    /* h and w always 3-tap, so the tile code is specialised on depth only */
+    if (g->k[1] != 3 || g->k[2] != 3 || !(g->k[0] == 3 || (g->k[0] == 1 && g->pad[0] == 0)))
         return 0;
     if (g->algo == DSPI_CONV_WINOGRAD)
         return 1;
@@ -78,6 +86,7 @@ static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
         pl->alpha[d] = g->k[d] == 3 ? 4 : 1;
         pl->m[d] = g->k[d] == 3 ? 2 : 1;
         pl->tiles[d] = (g->out[d] + pl->m[d] - 1) / pl->m[d];
+        pl->pin[d] = pl->tiles[d] * pl->m[d] + pl->alpha[d] - pl->m[d];
         pl->P *= pl->alpha[d];
         pl->ntiles *= pl->tiles[d];
     }
@@ -85,53 +94,56 @@ static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
     int64_t tb = WINO_BLOCK_BYTES / per_tile;
     tb = tb < WINO_MIN_BLOCK_TILES ? WINO_MIN_BLOCK_TILES : tb;
     tb = tb > pl->ntiles ? pl->ntiles : tb;
-    int64_t nblk = (pl->ntiles + tb - 1) / tb;
-    if (g->n * nblk < 2 * nthr && pl->ntiles * per_tile <= WINO_WHOLE_BYTES) {
+    if (g->n * ((pl->ntiles + tb - 1) / tb) < 2 * nthr && pl->ntiles * per_tile <= WINO_WHOLE_BYTES)
         tb = pl->ntiles;
-        nblk = 1;
-    }
     pl->tb = (tb + LANES - 1) / LANES * LANES;
-    pl->nblk = nblk;
+    pl->nblk = (pl->ntiles + pl->tb - 1) / pl->tb;
+    /* a cache line more than the matrices: at a multiple of 4 KiB the 64
+     * rows one tile transform writes or reads would share one L1 set
+     * (this alone made the transforms 2x slower on r3d_18's layer1) */
+    pl->vs = pl->c * pl->tb + 16;
+    pl->ms = pl->oc * pl->tb + 16;
 }
 
 /* ---- transforms -------------------------------------------------------- */
 
-/* B^T (inverse 0) or A^T (inverse 1, in place: the 2 outputs go to
- * positions 0 and 1) along one dim of the tiles d: lines of 4 at stride s,
- * outer lines of them. inverse is a constant wherever this is inlined. */
-static inline __attribute__((always_inline)) void transform_dim(float (*d)[LANES], int64_t outer,
-                                                                int64_t s, int inverse)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* B^T (inverse 0) on a line of 4 positions of d at stride s from base, or
+ * A^T (inverse 1), whose 2 outputs go to the line's first 2 positions;
+ * every position holds one value of LANES tiles. */
+static ALWAYS_INLINE void transform_line(float (*d)[LANES], int base, int s, int inverse)
 {
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < s; i++) {
-            float *r0 = d[o * 4 * s + i], *r1 = r0 + s * LANES, *r2 = r1 + s * LANES,
-                  *r3 = r2 + s * LANES;
-            for (int l = 0; l < LANES; l++) {
-                const float a = r0[l], b = r1[l], c = r2[l], e = r3[l];
-                if (inverse) {
-                    r0[l] = a + b + c;
-                    r1[l] = b - c - e;
-                } else {
-                    r0[l] = a - c;
-                    r1[l] = b + c;
-                    r2[l] = c - b;
-                    r3[l] = b - e;
-                }
-            }
+    float *r0 = d[base], *r1 = d[base + s], *r2 = d[base + 2 * s], *r3 = d[base + 3 * s];
+    for (int l = 0; l < LANES; l++) {
+        const float a = r0[l], b = r1[l], c = r2[l], e = r3[l];
+        if (inverse) {
+            r0[l] = a + b + c;
+            r1[l] = b - c - e;
+        } else {
+            r0[l] = a - c;
+            r1[l] = b + c;
+            r2[l] = c - b;
+            r3[l] = b - e;
         }
+    }
 }
 
-/* The transform along every 3-tap dim of the tiles d. */
-static inline __attribute__((always_inline)) void transform_tiles(const wino_plan *pl,
-                                                                  float (*d)[LANES], int inverse)
+/* The tiles d [A0][4][4] (A0 4, or 1 for a 1-tap depth; a constant
+ * wherever this is inlined) transformed along w, h, then d. The inverse
+ * transforms only the lines whose outputs the next dim reads: the result
+ * (a, b, e) < (2, 2, 2) stays at a * 16 + b * 4 + e. */
+static ALWAYS_INLINE void transform_tiles(float (*d)[LANES], const int A0, int inverse)
 {
-    int64_t outer = 1;
-    for (int k = 0; k < 3; k++) {
-        const int64_t s = pl->P / outer / pl->alpha[k];
-        if (pl->alpha[k] == 4)
-            transform_dim(d, outer, s, inverse);
-        outer *= pl->alpha[k];
-    }
+    const int keep = inverse ? 2 : 4;
+    for (int i = 0; i < A0 * 4; i++)
+        transform_line(d, i * 4, 1, inverse);
+    for (int a = 0; a < A0; a++)
+        for (int e = 0; e < keep; e++)
+            transform_line(d, a * 16 + e, 4, inverse);
+    for (int b = 0; A0 == 4 && b < keep; b++)
+        for (int e = 0; e < keep; e++)
+            transform_line(d, b * 4 + e, 16, inverse);
 }
 
 /* ---- weights ----------------------------------------------------------- */
@@ -254,119 +266,165 @@ static void tile_origin(const wino_job *jb, int64_t t, int64_t o[3])
     o[0] = t / pl->tiles[2] / pl->tiles[1] * pl->m[0];
 }
 
-/* V[p][ci][j] for channels c0 .. c1-1 of tiles t0 .. t0+nt-1 of image n. */
-static inline __attribute__((always_inline)) void input_tiles_body(const wino_job *jb,
-                                                                   int64_t c0, int64_t c1,
-                                                                   float *V)
+#if HAVE_AVX2_VARIANT
+/* Row b of 8 tiles side by side (tile l reads src[2l .. 2l+3]) into
+ * d[0..3]: the stride-2 gathers as even/odd shuffles of 4 loads. */
+AVX2 static inline void gather_row8(float (*d)[LANES], const float *src)
+{
+    const __m256 a = _mm256_loadu_ps(src), b = _mm256_loadu_ps(src + 8);
+    const __m256 c = _mm256_loadu_ps(src + 2), e = _mm256_loadu_ps(src + 10);
+    const int even = _MM_SHUFFLE(2, 0, 2, 0), odd = _MM_SHUFFLE(3, 1, 3, 1);
+    const int order = _MM_SHUFFLE(3, 1, 2, 0);
+#define EVEN_ODD(x, y, sel) \
+    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x, y, sel)), order))
+    _mm256_storeu_ps(d[0], EVEN_ODD(a, b, even));
+    _mm256_storeu_ps(d[1], EVEN_ODD(a, b, odd));
+    _mm256_storeu_ps(d[2], EVEN_ODD(c, e, even));
+    _mm256_storeu_ps(d[3], EVEN_ODD(c, e, odd));
+#undef EVEN_ODD
+}
+
+/* The outputs v0 (e = 0) and v1 (e = 1) of 8 whole tiles side by side
+ * interleaved into dst[0..15]. */
+AVX2 static inline void scatter_row8(float *dst, const float *v0, const float *v1)
+{
+    const __m256 a = _mm256_loadu_ps(v0), b = _mm256_loadu_ps(v1);
+    const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+#endif
+
+/* V[p][ci][j] for channels c0 .. c1-1 of the job's tiles, read from the
+ * padded input (every tile inside it); A0 as in transform_tiles. */
+static ALWAYS_INLINE void input_tiles_body(const wino_job *jb, int64_t c0, int64_t c1, float *V,
+                                           const int A0, const int avx2)
 {
     const wino_plan *pl = jb->pl;
-    const dspi_conv_geom *g = jb->g;
-    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2], IP = ID * IH * IW;
-    const int64_t A0 = pl->alpha[0], A1 = pl->alpha[1], A2 = pl->alpha[2];
+    const int64_t PH = pl->pin[1], PW = pl->pin[2], PP = pl->pin[0] * PH * PW;
     float d[WINO_MAX_P][LANES];
     for (int64_t j0 = 0; j0 < jb->nt; j0 += LANES) {
-        int64_t org[LANES][3];
-        int inside[LANES];
+        int64_t at[LANES];
         const int nl = jb->nt - j0 < LANES ? (int)(jb->nt - j0) : LANES;
         for (int l = 0; l < nl; l++) {
-            tile_origin(jb, jb->t0 + j0 + l, org[l]);
-            inside[l] = 1;
-            for (int k = 0; k < 3; k++) {
-                org[l][k] -= g->pad[k];
-                inside[l] &= org[l][k] >= 0 && org[l][k] + pl->alpha[k] <= g->in[k];
-            }
+            int64_t o[3];
+            tile_origin(jb, jb->t0 + j0 + l, o);
+            at[l] = (o[0] * PH + o[1]) * PW + o[2];
         }
+        /* 8 tiles side by side in one row: vector gathers */
+        const int row8 = avx2 && nl == LANES && at[LANES - 1] == at[0] + 2 * (LANES - 1);
         for (int64_t ci = c0; ci < c1; ci++) {
-            const float *plane = jb->x + (jb->n * pl->c + ci) * IP;
+            const float *plane = jb->x + (jb->n * pl->c + ci) * PP;
             if (nl < LANES)
                 memset(d, 0, sizeof d);
-            for (int l = 0; l < nl; l++) {
-                const int64_t z = org[l][0], h = org[l][1], w = org[l][2];
-                if (inside[l]) {
-                    for (int64_t a = 0; a < A0; a++)
-                        for (int64_t b = 0; b < A1; b++) {
-                            const float *src = plane + ((z + a) * IH + h + b) * IW + w;
-                            float (*dst)[LANES] = d + (a * A1 + b) * A2;
-                            for (int64_t e = 0; e < A2; e++)
-                                dst[e][l] = src[e];
-                        }
-                    continue;
-                }
-                for (int64_t a = 0; a < A0; a++)
-                    for (int64_t b = 0; b < A1; b++) {
-                        const int row_in = z + a >= 0 && z + a < ID && h + b >= 0 && h + b < IH;
-                        const float *src = row_in ? plane + ((z + a) * IH + h + b) * IW : NULL;
-                        float (*dst)[LANES] = d + (a * A1 + b) * A2;
-                        for (int64_t e = 0; e < A2; e++)
-                            dst[e][l] = row_in && w + e >= 0 && w + e < IW ? src[w + e] : 0.0f;
+#if HAVE_AVX2_VARIANT
+            if (row8)
+                for (int a = 0; a < A0; a++)
+                    for (int b = 0; b < 4; b++)
+                        gather_row8(d + (a * 4 + b) * 4, plane + at[0] + (a * PH + b) * PW);
+            else
+#endif
+            for (int l = 0; l < nl; l++)
+                for (int a = 0; a < A0; a++)
+                    for (int b = 0; b < 4; b++) {
+                        const float *src = plane + at[l] + (a * PH + b) * PW;
+                        for (int e = 0; e < 4; e++)
+                            d[(a * 4 + b) * 4 + e][l] = src[e];
                     }
-            }
-            transform_tiles(pl, d, 0);
-            for (int64_t p = 0; p < pl->P; p++)
-                memcpy(V + (p * pl->c + ci) * pl->tb + j0, d[p], sizeof d[p]);
+            transform_tiles(d, A0, 0);
+            for (int p = 0; p < A0 * 16; p++)
+                memcpy(V + p * pl->vs + ci * pl->tb + j0, d[p], sizeof d[p]);
         }
     }
 }
 
-/* y for output channels o0 .. o1-1 of the block from M[p][o][j]. */
-static inline __attribute__((always_inline)) void output_tiles_body(const wino_job *jb,
-                                                                    int64_t o0, int64_t o1,
-                                                                    const float *M)
+/* y for output channels o0 .. o1-1 of the job's tiles from M[p][o][j]. */
+static ALWAYS_INLINE void output_tiles_body(const wino_job *jb, int64_t o0, int64_t o1,
+                                            const float *M, const int A0, const int avx2)
 {
     const wino_plan *pl = jb->pl;
     const dspi_conv_geom *g = jb->g;
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
-    const int64_t s0 = pl->alpha[1] * pl->alpha[2], s1 = pl->alpha[2];
+    const int md = A0 == 4 ? 2 : 1;
     float d[WINO_MAX_P][LANES];
     for (int64_t j0 = 0; j0 < jb->nt; j0 += LANES) {
         const int nl = jb->nt - j0 < LANES ? (int)(jb->nt - j0) : LANES;
         int64_t org[LANES][3];
-        for (int l = 0; l < nl; l++)
+        int whole[LANES];
+        for (int l = 0; l < nl; l++) {
             tile_origin(jb, jb->t0 + j0 + l, org[l]);
+            whole[l] = org[l][0] + md <= OD && org[l][1] + 2 <= OH && org[l][2] + 2 <= OW;
+        }
+        /* 8 whole tiles side by side in one row: vector stores */
+        int row8 = avx2 && nl == LANES && org[LANES - 1][2] == org[0][2] + 2 * (LANES - 1);
+        for (int l = 0; row8 && l < LANES; l++)
+            row8 = whole[l];
         for (int64_t o = o0; o < o1; o++) {
-            for (int64_t p = 0; p < pl->P; p++)
-                memcpy(d[p], M + (p * pl->oc + o) * pl->tb + j0, sizeof d[p]);
-            transform_tiles(pl, d, 1);
+            for (int p = 0; p < A0 * 16; p++)
+                memcpy(d[p], M + p * pl->ms + o * pl->tb + j0, sizeof d[p]);
+            transform_tiles(d, A0, 1);
             float *yo = jb->y + (jb->n * pl->oc + o) * OD * OH * OW;
+#if HAVE_AVX2_VARIANT
+            if (row8) {
+                for (int a = 0; a < md; a++)
+                    for (int b = 0; b < 2; b++)
+                        scatter_row8(yo + ((org[0][0] + a) * OH + org[0][1] + b) * OW + org[0][2],
+                                     d[a * 16 + b * 4], d[a * 16 + b * 4 + 1]);
+                continue;
+            }
+#endif
             for (int l = 0; l < nl; l++)
-                for (int64_t a = 0; a < pl->m[0] && org[l][0] + a < OD; a++)
-                    for (int64_t b = 0; b < pl->m[1] && org[l][1] + b < OH; b++) {
+                for (int a = 0; a < md; a++)
+                    for (int b = 0; b < 2; b++) {
                         float *dst = yo + ((org[l][0] + a) * OH + org[l][1] + b) * OW + org[l][2];
-                        for (int64_t e = 0; e < pl->m[2] && org[l][2] + e < OW; e++)
-                            dst[e] = d[a * s0 + b * s1 + e][l];
+                        if (whole[l]) {
+                            dst[0] = d[a * 16 + b * 4][l];
+                            dst[1] = d[a * 16 + b * 4 + 1][l];
+                        } else if (org[l][0] + a < OD && org[l][1] + b < OH) {
+                            for (int e = 0; e < 2 && org[l][2] + e < OW; e++)
+                                dst[e] = d[a * 16 + b * 4 + e][l];
+                        }
                     }
         }
     }
 }
 
-/* The transforms once in baseline x86-64 (or whatever the target is) and
- * once with AVX2 and FMA: the lane loops are the same C, vectorised 8 wide
- * in the second. */
+/* The tile code once for baseline x86-64 (or whatever the target is) and
+ * once with AVX2 and FMA, each for a 3-tap and a 1-tap depth: the same C,
+ * its lane loops vectorised 8 wide in the second, which also gathers and
+ * stores rows of 8 tiles with shuffles. */
 static void input_tiles_base(const wino_job *jb, int64_t c0, int64_t c1, float *V)
 {
-    input_tiles_body(jb, c0, c1, V);
+    if (jb->pl->alpha[0] == 4)
+        input_tiles_body(jb, c0, c1, V, 4, 0);
+    else
+        input_tiles_body(jb, c0, c1, V, 1, 0);
 }
 
 static void output_tiles_base(const wino_job *jb, int64_t o0, int64_t o1, const float *M)
 {
-    output_tiles_body(jb, o0, o1, M);
+    if (jb->pl->alpha[0] == 4)
+        output_tiles_body(jb, o0, o1, M, 4, 0);
+    else
+        output_tiles_body(jb, o0, o1, M, 1, 0);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx2,fma"))) static void input_tiles_avx2(const wino_job *jb, int64_t c0,
-                                                                 int64_t c1, float *V)
+#if HAVE_AVX2_VARIANT
+AVX2 static void input_tiles_avx2(const wino_job *jb, int64_t c0, int64_t c1, float *V)
 {
-    input_tiles_body(jb, c0, c1, V);
+    if (jb->pl->alpha[0] == 4)
+        input_tiles_body(jb, c0, c1, V, 4, 1);
+    else
+        input_tiles_body(jb, c0, c1, V, 1, 1);
 }
 
-__attribute__((target("avx2,fma"))) static void output_tiles_avx2(const wino_job *jb, int64_t o0,
-                                                                  int64_t o1, const float *M)
+AVX2 static void output_tiles_avx2(const wino_job *jb, int64_t o0, int64_t o1, const float *M)
 {
-    output_tiles_body(jb, o0, o1, M);
+    if (jb->pl->alpha[0] == 4)
+        output_tiles_body(jb, o0, o1, M, 4, 1);
+    else
+        output_tiles_body(jb, o0, o1, M, 1, 1);
 }
-#define HAVE_AVX2_VARIANT 1
-#else
-#define HAVE_AVX2_VARIANT 0
 #endif
 
 static void input_tiles(const wino_job *jb, int64_t c0, int64_t c1, float *V)
@@ -398,7 +456,7 @@ static void block_gemms(const wino_job *jb, int64_t p0, int64_t p1, int64_t nt, 
     const wino_plan *pl = jb->pl;
     for (int64_t p = p0; p < p1; p++)
         dspi_sgemm(0, pl->oc, nt, pl->c, jb->U + p * pl->oc * pl->c, pl->c,
-                   V + p * pl->c * pl->tb, pl->tb, M + p * pl->oc * pl->tb, pl->tb);
+                   V + p * pl->vs, pl->tb, M + p * pl->ms, pl->tb);
 }
 
 /* One block per task, all three phases on one thread in its own scratch:
@@ -408,8 +466,8 @@ static void block_task(void *arg, int task, int thread)
     const wino_job *jb0 = arg;
     const wino_plan *pl = jb0->pl;
     wino_job jb = *jb0;
-    float *V = jb0->scratch + thread * pl->P * (pl->c + pl->oc) * pl->tb;
-    float *M = V + pl->P * pl->c * pl->tb;
+    float *V = jb0->scratch + thread * pl->P * (pl->vs + pl->ms);
+    float *M = V + pl->P * pl->vs;
     jb.n = task / pl->nblk;
     jb.t0 = task % pl->nblk * pl->tb;
     jb.nt = pl->ntiles - jb.t0 < pl->tb ? pl->ntiles - jb.t0 : pl->tb;
@@ -429,13 +487,37 @@ static void phase_gemm(void *arg, int task, int thread)
 {
     const wino_job *jb = arg;
     const float *V = jb->scratch;
-    block_gemms(jb, task, task + 1, jb->nt, V, jb->scratch + jb->pl->P * jb->pl->c * jb->pl->tb);
+    block_gemms(jb, task, task + 1, jb->nt, V, jb->scratch + jb->pl->P * jb->pl->vs);
 }
 
 static void phase_output(void *arg, int64_t o0, int64_t o1)
 {
     const wino_job *jb = arg;
-    output_tiles(jb, o0, o1, jb->scratch + jb->pl->P * jb->pl->c * jb->pl->tb);
+    output_tiles(jb, o0, o1, jb->scratch + jb->pl->P * jb->pl->vs);
+}
+
+typedef struct pad_job {
+    const float *x;
+    const dspi_conv_geom *g;
+    const wino_plan *pl;
+    float *xp;
+} pad_job;
+
+/* Planes p0 .. p1-1 of x copied into the zero-padded xp. */
+static void pad_planes(void *arg, int64_t p0, int64_t p1)
+{
+    const pad_job *jb = arg;
+    const dspi_conv_geom *g = jb->g;
+    const int64_t *pin = jb->pl->pin;
+    for (int64_t p = p0; p < p1; p++) {
+        float *dst = jb->xp + p * pin[0] * pin[1] * pin[2];
+        const float *src = jb->x + p * g->in[0] * g->in[1] * g->in[2];
+        memset(dst, 0, (size_t)(pin[0] * pin[1] * pin[2]) * sizeof *dst);
+        for (int64_t z = 0; z < g->in[0]; z++)
+            for (int64_t h = 0; h < g->in[1]; h++)
+                memcpy(dst + ((z + g->pad[0]) * pin[1] + h + g->pad[1]) * pin[2] + g->pad[2],
+                       src + (z * g->in[1] + h) * g->in[2], (size_t)g->in[2] * sizeof *dst);
+    }
 }
 
 int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const dspi_conv_geom *g,
@@ -450,12 +532,17 @@ int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const d
         return DSP_ENOMEM;
     const int64_t tasks = g->n * pl.nblk;
     const int per_block = tasks >= 2 * nthr || nthr < 2;
-    const int64_t per_thread = pl.P * (pl.c + pl.oc) * pl.tb;
-    wino_job jb = { x, U, g, &pl, y, NULL, 0, 0, 0 };
-    if (!(jb.scratch = malloc((size_t)((per_block ? nthr : 1) * per_thread) * sizeof(float)))) {
+    const int64_t per_thread = pl.P * (pl.vs + pl.ms);
+    const int64_t planes = g->n * g->c, pin = pl.pin[0] * pl.pin[1] * pl.pin[2];
+    pad_job pj = { x, g, &pl, malloc((size_t)(planes * pin) * sizeof(float)) };
+    wino_job jb = { pj.xp, U, g, &pl, y, NULL, 0, 0, 0 };
+    if (!pj.xp ||
+        !(jb.scratch = malloc((size_t)((per_block ? nthr : 1) * per_thread) * sizeof(float)))) {
+        free(pj.xp);
         free(owned);
         return DSP_ENOMEM;
     }
+    dspi_parallel_for(planes, 1, planes * pin, pad_planes, &pj);
     if (per_block) {
         dsp_parallel_tasks((int)tasks, block_task, &jb);
     } else {
@@ -469,6 +556,7 @@ int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const d
             }
     }
     free(jb.scratch);
+    free(pj.xp);
     free(owned);
     return 0;
 }
