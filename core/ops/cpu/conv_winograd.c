@@ -70,10 +70,12 @@ int dspi_winograd_applies(const dspi_conv_geom *g)
         return 0;
     if (g->algo == DSPI_CONV_WINOGRAD)
         return 1;
-    /* Measured with bench/ops on r3d_18's layers (bench/ops/RESULTS.md):
-     * the transforms cost per channel, the GEMMs per channel pair, so few
-     * channels leave too little GEMM work to win back the transforms. */
-    return g->c >= 16 && g->oc >= 16;
+    /* The transforms cost per channel, the GEMMs per channel pair, so few
+     * channels leave too little GEMM work to win the transforms back:
+     * bench_ops conv (bench/ops/RESULTS.md), 2 threads, 16x56x56, had
+     * Winograd 1.34x faster at 16 channels, 1.07x at 8, slower at 4.
+     * Small volumes still win (64 channels at 2x4x4: 1.67x). */
+    return g->c >= 8 && g->oc >= 8;
 }
 
 static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
