@@ -257,6 +257,7 @@ typedef struct wino_job {
     float *y, *scratch;         /* per thread: V [P][c][tb] then M [P][oc][tb] */
     /* the block the phases of a one-block-at-a-time call work on */
     int64_t n, t0, nt;
+    int64_t n0;                 /* the first image in x (padded images of a round) */
 } wino_job;
 
 /* The first input coordinates of tile t per dim, in tile order d, h, w. */
@@ -316,7 +317,7 @@ static ALWAYS_INLINE void input_tiles_body(const wino_job *jb, int64_t c0, int64
         /* 8 tiles side by side in one row: vector gathers */
         const int row8 = avx2 && nl == LANES && at[LANES - 1] == at[0] + 2 * (LANES - 1);
         for (int64_t ci = c0; ci < c1; ci++) {
-            const float *plane = jb->x + (jb->n * pl->c + ci) * PP;
+            const float *plane = jb->x + ((jb->n - jb->n0) * pl->c + ci) * PP;
             if (nl < LANES)
                 memset(d, 0, sizeof d);
 #if HAVE_AVX2_VARIANT
@@ -451,11 +452,96 @@ static void output_tiles(const wino_job *jb, int64_t o0, int64_t o1, const float
     output_tiles_base(jb, o0, o1, M);
 }
 
+#if HAVE_AVX2_VARIANT
+/* C[R][N] = A[R][K] B[K][N] for R <= 6 rows (a constant wherever this is
+ * inlined) and N a multiple of 8: R x 16 accumulators in registers (named
+ * ones: GCC kept an array of them on the stack), a broadcast of A per row
+ * and two loads of B per k. */
+AVX2 static ALWAYS_INLINE void gemm_rows_avx2(const float *A, int64_t lda, const float *B, int64_t ldb,
+                                              float *C, int64_t ldc, int64_t K, int64_t N, const int R)
+{
+#define ROWS_DO(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) \
+    X(5, c50, c51)
+#define ZERO(r, x0, x1) __m256 x0 = _mm256_setzero_ps(), x1 = x0;
+#define ZERO1(r, x0, x1) __m256 x0 = _mm256_setzero_ps();
+#define FMA2(r, x0, x1)                                                    \
+    if (R > r) {                                                           \
+        const __m256 a = _mm256_broadcast_ss(A + r * lda + k);             \
+        x0 = _mm256_fmadd_ps(a, b0, x0);                                   \
+        x1 = _mm256_fmadd_ps(a, b1, x1);                                   \
+    }
+#define FMA1(r, x0, x1)                                                    \
+    if (R > r)                                                             \
+        x0 = _mm256_fmadd_ps(_mm256_broadcast_ss(A + r * lda + k), b0, x0);
+#define STORE2(r, x0, x1)                                                  \
+    if (R > r) {                                                           \
+        _mm256_storeu_ps(C + r * ldc + j, x0);                             \
+        _mm256_storeu_ps(C + r * ldc + j + 8, x1);                         \
+    }
+#define STORE1(r, x0, x1)                                                  \
+    if (R > r)                                                             \
+        _mm256_storeu_ps(C + r * ldc + j, x0);
+    int64_t j = 0;
+    for (; j + 16 <= N; j += 16) {
+        ROWS_DO(ZERO)
+        for (int64_t k = 0; k < K; k++) {
+            const __m256 b0 = _mm256_loadu_ps(B + k * ldb + j), b1 = _mm256_loadu_ps(B + k * ldb + j + 8);
+            ROWS_DO(FMA2)
+        }
+        ROWS_DO(STORE2)
+    }
+    if (j < N) {
+        ROWS_DO(ZERO1)
+        for (int64_t k = 0; k < K; k++) {
+            const __m256 b0 = _mm256_loadu_ps(B + k * ldb + j);
+            ROWS_DO(FMA1)
+        }
+        ROWS_DO(STORE1)
+    }
+#undef ROWS_DO
+#undef ZERO
+#undef ZERO1
+#undef FMA2
+#undef FMA1
+#undef STORE2
+#undef STORE1
+}
+
+/* M[p] [oc x N] = U[p] V[p]: the blocks' GEMMs without OpenBLAS, which
+ * packed both operands and zeroed M on every call (a third of the GEMM
+ * time at these sizes: sgemm_oncopy, _itcopy and _beta in perf). */
+AVX2 static void gemm_avx2(const float *A, int64_t M, int64_t K, const float *B, int64_t ldb,
+                           int64_t N, float *C, int64_t ldc)
+{
+    int64_t o = 0;
+    for (; o + 6 <= M; o += 6)
+        gemm_rows_avx2(A + o * K, K, B, ldb, C + o * ldc, ldc, K, N, 6);
+    switch (M - o) {
+    case 5: gemm_rows_avx2(A + o * K, K, B, ldb, C + o * ldc, ldc, K, N, 5); break;
+    case 4: gemm_rows_avx2(A + o * K, K, B, ldb, C + o * ldc, ldc, K, N, 4); break;
+    case 3: gemm_rows_avx2(A + o * K, K, B, ldb, C + o * ldc, ldc, K, N, 3); break;
+    case 2: gemm_rows_avx2(A + o * K, K, B, ldb, C + o * ldc, ldc, K, N, 2); break;
+    case 1: gemm_rows_avx2(A + o * K, K, B, ldb, C + o * ldc, ldc, K, N, 1); break;
+    default: break;
+    }
+}
+#endif
+
 /* M[p] = U[p] V[p] for tile positions p0 .. p1-1 of a block of nt tiles. */
 static void block_gemms(const wino_job *jb, int64_t p0, int64_t p1, int64_t nt, const float *V,
                         float *M)
 {
     const wino_plan *pl = jb->pl;
+#if HAVE_AVX2_VARIANT
+    if (dspi_cpu_use_avx2()) {
+        /* whole lane groups: input_tiles wrote every column up to there */
+        const int64_t n8 = (nt + LANES - 1) / LANES * LANES;
+        for (int64_t p = p0; p < p1; p++)
+            gemm_avx2(jb->U + p * pl->oc * pl->c, pl->oc, pl->c, V + p * pl->vs, pl->tb, n8,
+                      M + p * pl->ms, pl->tb);
+        return;
+    }
+#endif
     for (int64_t p = p0; p < p1; p++)
         dspi_sgemm(0, pl->oc, nt, pl->c, jb->U + p * pl->oc * pl->c, pl->c,
                    V + p * pl->vs, pl->tb, M + p * pl->ms, pl->tb);
@@ -470,7 +556,7 @@ static void block_task(void *arg, int task, int thread)
     wino_job jb = *jb0;
     float *V = jb0->scratch + thread * pl->P * (pl->vs + pl->ms);
     float *M = V + pl->P * pl->vs;
-    jb.n = task / pl->nblk;
+    jb.n = jb0->n0 + task / pl->nblk;
     jb.t0 = task % pl->nblk * pl->tb;
     jb.nt = pl->ntiles - jb.t0 < pl->tb ? pl->ntiles - jb.t0 : pl->tb;
     input_tiles(&jb, 0, pl->c, V);
@@ -532,23 +618,31 @@ int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const d
     const float *U = weights_for(w, wdt, g, &pl, &owned);
     if (!U)
         return DSP_ENOMEM;
-    const int64_t tasks = g->n * pl.nblk;
-    const int per_block = tasks >= 2 * nthr || nthr < 2;
+    /* Images are padded and run a few at a time, enough for two blocks per
+     * thread: a batch's padded copy would be as large as the input (and
+     * fresh pages to fault in on every call). */
+    int64_t ng = pl.nblk >= 2 * nthr ? 1 : (2 * nthr + pl.nblk - 1) / pl.nblk;
+    ng = ng > g->n ? g->n : ng;
+    const int per_block = ng * pl.nblk >= 2 * nthr || nthr < 2;
     const int64_t per_thread = pl.P * (pl.vs + pl.ms);
-    const int64_t planes = g->n * g->c, pin = pl.pin[0] * pl.pin[1] * pl.pin[2];
-    pad_job pj = { x, g, &pl, malloc((size_t)(planes * pin) * sizeof(float)) };
-    wino_job jb = { pj.xp, U, g, &pl, y, NULL, 0, 0, 0 };
+    const int64_t pin = pl.pin[0] * pl.pin[1] * pl.pin[2], IP = g->in[0] * g->in[1] * g->in[2];
+    pad_job pj = { x, g, &pl, malloc((size_t)(ng * g->c * pin) * sizeof(float)) };
+    wino_job jb = { pj.xp, U, g, &pl, y, NULL, 0, 0, 0, 0 };
     if (!pj.xp ||
         !(jb.scratch = malloc((size_t)((per_block ? nthr : 1) * per_thread) * sizeof(float)))) {
         free(pj.xp);
         free(owned);
         return DSP_ENOMEM;
     }
-    dspi_parallel_for(planes, 1, planes * pin, pad_planes, &pj);
-    if (per_block) {
-        dsp_parallel_tasks((int)tasks, block_task, &jb);
-    } else {
-        for (jb.n = 0; jb.n < g->n; jb.n++)
+    for (jb.n0 = 0; jb.n0 < g->n; jb.n0 += ng) {
+        const int64_t nn = g->n - jb.n0 < ng ? g->n - jb.n0 : ng;
+        pj.x = x + jb.n0 * g->c * IP;
+        dspi_parallel_for(nn * g->c, 1, nn * g->c * pin, pad_planes, &pj);
+        if (per_block) {
+            dsp_parallel_tasks((int)(nn * pl.nblk), block_task, &jb);
+            continue;
+        }
+        for (jb.n = jb.n0; jb.n < jb.n0 + nn; jb.n++)
             for (jb.t0 = 0; jb.t0 < pl.ntiles; jb.t0 += pl.tb) {
                 jb.nt = pl.ntiles - jb.t0 < pl.tb ? pl.ntiles - jb.t0 : pl.tb;
                 const int64_t tw = jb.nt * pl.P;
