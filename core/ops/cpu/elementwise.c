@@ -1,5 +1,6 @@
 /* elementwise.c - CPU elementwise kernels: gelu (erf and tanh), silu, swiglu, broadcasting add and mul. */
 #include <math.h>
+#include <string.h>
 #include "ops/ops_int.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/simd.h"
@@ -68,10 +69,21 @@ int dspi_cpu_silu(const float *x, int64_t n, float *out)
 }
 
 /* v > 0 ? v : 0 would turn NaN into 0; torch.relu keeps NaN (and -0) */
+/* Through a local block of 8: out may be x (in place), and with the
+ * aliasing possible GCC left the plain loop scalar (4% of r3d_18's CPU
+ * time, against 1.4% for the batch norm before it). */
 static void relu_range(void *arg, int64_t i0, int64_t i1)
 {
     const flat_job *jb = arg;
-    for (int64_t i = i0; i < i1; i++)
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) {
+        float v[8];
+        memcpy(v, jb->x + i, sizeof v);
+        for (int j = 0; j < 8; j++)
+            v[j] = v[j] < 0.0f ? 0.0f : v[j];
+        memcpy(jb->out + i, v, sizeof v);
+    }
+    for (; i < i1; i++)
         jb->out[i] = jb->x[i] < 0.0f ? 0.0f : jb->x[i];
 }
 
