@@ -73,11 +73,14 @@ int dspi_winograd_applies(const dspi_conv_geom *g)
     if (g->algo == DSPI_CONV_WINOGRAD)
         return 1;
     /* The transforms cost per channel, the GEMMs per channel pair, so few
-     * channels leave too little GEMM work to win the transforms back:
-     * bench_ops conv (bench/ops/RESULTS.md), 2 threads, 16x56x56, had
-     * Winograd 1.34x faster at 16 channels, 1.07x at 8, slower at 4.
-     * Small volumes still win (64 channels at 2x4x4: 1.67x). */
-    return g->c >= 8 && g->oc >= 8;
+     * channels leave too little GEMM work to win the transforms back.
+     * bench_ops conv (bench/ops/RESULTS.md), 2 threads, 16x56x56: with the
+     * AVX2 GEMM kernel Winograd was 1.64x faster than im2col at 8
+     * channels and 1.35x at 4 (fewer not measured); through OpenBLAS (no
+     * AVX2) 1.07x at 8 and 0.85x at 4. Small volumes win too (64 channels
+     * at 2x4x4: 2.5x). */
+    const int64_t min_c = dspi_cpu_use_avx2() ? 4 : 8;
+    return g->c >= min_c && g->oc >= min_c;
 }
 
 static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
