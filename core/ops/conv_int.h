@@ -34,13 +34,13 @@ int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, d
 
 /* Winograd F(2x2x2, 3x3x3) convolution (cpu/conv_winograd.c): 1 when g
  * (f32 or f16/bf16 weights) is one it computes and, under g->algo, should:
- * stride 1, dilation 1, one group, each spatial kernel dim 3 (any
- * padding) or 1 (no padding), at least two of them 3. */
+ * stride 1, dilation 1, one group, a 3x3 kernel in h and w (any padding)
+ * and 3 (any padding) or 1 (no padding) in depth. */
 int dspi_winograd_applies(const dspi_conv_geom *g);
 /* y [n, oc, out] = conv(x, w) without bias, as dspi_cpu_conv, when
  * dspi_winograd_applies(g). Weights in a read-only buffer (a mapped model
  * file) are transformed once and kept with the buffer; others per call.
- * Returns 0 or DSP_ENOMEM. */
+ * Returns 0 or DSP_ENOMEM (y untouched: the caller may take im2col). */
 int dspi_cpu_conv_winograd(const float *x, const void *w, dsp_dtype wdt, const dspi_conv_geom *g,
                            float *y);
 

@@ -182,11 +182,14 @@ int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, d
     const int tasks = wdt == DSP_DTYPE_F32 && !pointwise && plan_conv_tasks(g, K, P, nthr, &tj);
     if (b && !(bias = malloc((size_t)(g->oc > 0 ? g->oc : 1) * sizeof *bias)))
         goto nomem;
-    if (dspi_winograd_applies(g)) {
-        if ((rc = dspi_cpu_conv_winograd(x, w, wdt, g, y)) < 0)
+    /* out of memory for Winograd's transformed weights (64/27 of the
+     * weights, in f32), im2col may still fit: its scratch is bounded */
+    if (dspi_winograd_applies(g) && (rc = dspi_cpu_conv_winograd(x, w, wdt, g, y)) != DSP_ENOMEM) {
+        if (rc < 0)
             goto done;
         goto add_bias;
     }
+    rc = 0;
     if (tasks) {
         if (!(tj.cols = malloc((size_t)(nthr * tj.chunk * K) * sizeof *tj.cols)))
             goto nomem;

@@ -37,9 +37,10 @@
 /* Transformed input and products of one block of tiles, per thread, are
  * kept about this size, so they stay in cache (L3 here) between the
  * transform, the GEMMs and the inverse transform. Larger blocks make wider
- * GEMMs, which repack U[p] less often: bench/ops conv, one thread, 0.5 /
- * 1 / 2 / 4 MiB took 98 / 88 / 83 / 81 ms on r3d_18's layer1 and 30 / 27 /
- * 25 / 21 ms on layer3. */
+ * GEMMs, which OpenBLAS (the path without AVX2) repacks U[p] for less
+ * often: bench/ops conv, one thread, 0.5 / 1 / 2 / 4 MiB took 98 / 88 /
+ * 83 / 81 ms on r3d_18's layer1 and 30 / 27 / 25 / 21 ms on layer3. The
+ * AVX2 kernel packs nothing and hardly cares (66 / 65 / 68 / 69 ms). */
 #define WINO_BLOCK_BYTES ((int64_t)4 << 20)
 /* The fewest tiles of a block: a GEMM narrower than this wastes OpenBLAS's
  * packing of U[p] (oc x c floats, repacked every call). */
@@ -62,7 +63,7 @@ typedef struct wino_plan {
 
 int dspi_winograd_applies(const dspi_conv_geom *g)
 {
-    if (g->algo == DSPI_CONV_IM2COL || g->groups != 1)
+    if (g->algo == DSPI_CONV_IM2COL || g->groups != 1 || g->c < 1 || g->oc < 1)
         return 0;
     for (int d = 0; d < 3; d++)
         if (g->stride[d] != 1 || g->dil[d] != 1)
@@ -173,7 +174,7 @@ static void weight_rows(void *arg, int64_t o0, int64_t o1)
     const weight_job *jb = arg;
     const wino_plan *pl = jb->pl;
     const int kd = (int)jb->g->k[0], K = kd * 9;
-    float tap[WEIGHT_CHUNK * 27];
+    float tap[WEIGHT_CHUNK * 27], out[WINO_MAX_P][WEIGHT_CHUNK];
     for (int64_t o = o0; o < o1; o++)
         for (int64_t c0 = 0; c0 < pl->c; c0 += WEIGHT_CHUNK) {
             const int64_t nc = pl->c - c0 < WEIGHT_CHUNK ? pl->c - c0 : WEIGHT_CHUNK;
@@ -209,10 +210,13 @@ static void weight_rows(void *arg, int64_t o0, int64_t o1)
                     y[32] = 0.5f * (x[0] - x[16] + x[32]);
                     y[48] = x[32];
                 }
-                float *dst = jb->U + o * pl->c + c0 + ci;
                 for (int64_t p = 0; p < pl->P; p++)
-                    dst[p * pl->oc * pl->c] = (&u[0][0][0])[p];
+                    out[p][ci] = (&u[0][0][0])[p];
             }
+            /* a run of channels per tile position: 64 scattered floats
+             * per channel made this pass 3x slower (perf, r3d_18) */
+            for (int64_t p = 0; p < pl->P; p++)
+                memcpy(jb->U + (p * pl->oc + o) * pl->c + c0, out[p], (size_t)nc * sizeof(float));
         }
 }
 
