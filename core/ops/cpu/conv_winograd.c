@@ -35,13 +35,15 @@
 #define WINO_MAX_P 64
 
 /* Transformed input and products of one block of tiles, per thread, are
- * kept about this size, so they stay in cache (L3 here) between the
- * transform, the GEMMs and the inverse transform. Larger blocks make wider
- * GEMMs, which OpenBLAS (the path without AVX2) repacks U[p] for less
- * often: bench/ops conv, one thread, 0.5 / 1 / 2 / 4 MiB took 98 / 88 /
- * 83 / 81 ms on r3d_18's layer1 and 30 / 27 / 25 / 21 ms on layer3. The
- * AVX2 kernel packs nothing and hardly cares (66 / 65 / 68 / 69 ms). */
+ * kept about this size, so they stay in cache between the transform, the
+ * GEMMs and the inverse transform. Larger blocks make wider GEMMs, which
+ * OpenBLAS (the path without AVX2) repacks U[p] for less often: bench/ops
+ * conv, one thread, 0.5 / 1 / 2 / 4 MiB took 98 / 88 / 83 / 81 ms on
+ * r3d_18's layer1 and 30 / 27 / 25 / 21 ms on layer3. The AVX2 kernel
+ * packs nothing and likes the blocks in L2 (512 KiB on Zen 3): 66 / 65 /
+ * 68 / 69 ms on layer1, 15.4 / 17.8 / 16.2 / 16.7 ms on layer3. */
 #define WINO_BLOCK_BYTES ((int64_t)4 << 20)
+#define WINO_BLOCK_BYTES_AVX2 ((int64_t)512 << 10)
 /* The fewest tiles of a block: a GEMM narrower than this wastes OpenBLAS's
  * packing of U[p] (oc x c floats, repacked every call). */
 #define WINO_MIN_BLOCK_TILES 16
@@ -99,7 +101,7 @@ static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
         pl->ntiles *= pl->tiles[d];
     }
     const int64_t per_tile = pl->P * (pl->c + pl->oc) * (int64_t)sizeof(float);
-    int64_t tb = WINO_BLOCK_BYTES / per_tile;
+    int64_t tb = (dspi_cpu_use_avx2() ? WINO_BLOCK_BYTES_AVX2 : WINO_BLOCK_BYTES) / per_tile;
     tb = tb < WINO_MIN_BLOCK_TILES ? WINO_MIN_BLOCK_TILES : tb;
     tb = tb > pl->ntiles ? pl->ntiles : tb;
     if (g->n * ((pl->ntiles + tb - 1) / tb) < 2 * nthr && pl->ntiles * per_tile <= WINO_WHOLE_BYTES)
