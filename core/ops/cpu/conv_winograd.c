@@ -47,8 +47,9 @@
 /* The fewest tiles of a block: a GEMM narrower than this wastes OpenBLAS's
  * packing of U[p] (oc x c floats, repacked every call). */
 #define WINO_MIN_BLOCK_TILES 16
-/* With fewer blocks than threads, the whole image is one block (phases
- * split across threads instead) while its scratch stays under this. */
+/* With fewer than two blocks per thread, the whole image is one block
+ * (its phases split across the threads instead) while its scratch stays
+ * under this. */
 #define WINO_WHOLE_BYTES ((int64_t)64 << 20)
 
 typedef struct wino_plan {
@@ -79,7 +80,7 @@ int dspi_winograd_applies(const dspi_conv_geom *g)
      * channels leave too little GEMM work to win the transforms back.
      * bench_ops conv (bench/ops/RESULTS.md), 2 threads, 16x56x56: with the
      * AVX2 GEMM kernel Winograd was 1.64x faster than im2col at 8
-     * channels and 1.35x at 4 (fewer not measured); through OpenBLAS (no
+     * channels and 1.35-1.77x at 4 (fewer not measured); through OpenBLAS (no
      * AVX2) 1.07x at 8 and 0.85x at 4. Small volumes win too (64 channels
      * at 2x4x4: 2.5x). */
     const int64_t min_c = dspi_cpu_use_avx2() ? 4 : 8;
@@ -109,8 +110,8 @@ static void plan_init(const dspi_conv_geom *g, int nthr, wino_plan *pl)
     pl->tb = (tb + LANES - 1) / LANES * LANES;
     pl->nblk = (pl->ntiles + pl->tb - 1) / pl->tb;
     /* a cache line more than the matrices: at a multiple of 4 KiB the 64
-     * rows one tile transform writes or reads would share one L1 set
-     * (this alone made the transforms 2x slower on r3d_18's layer1) */
+     * rows one tile transform writes or reads would all map to one L1 set
+     * and evict each other (perf showed the transforms' stores stalling) */
     pl->vs = pl->c * pl->tb + 16;
     pl->ms = pl->oc * pl->tb + 16;
 }
