@@ -360,8 +360,10 @@ static ALWAYS_INLINE void input_tiles_body(const wino_job *jb, int64_t c0, int64
             tile_origin(jb, jb->t0 + j0 + l, o);
             at[l] = (o[0] * PH + o[1]) * PW + o[2];
         }
+#if HAVE_AVX2_VARIANT
         /* 8 tiles side by side in one row: vector gathers */
         const int row8 = avx2 && nl == LANES && at[LANES - 1] == at[0] + 2 * (LANES - 1);
+#endif
         for (int64_t ci = c0; ci < c1; ci++) {
             const float *plane = jb->x + ((jb->n - jb->n0) * pl->c + ci) * PP;
             if (nl < LANES)
@@ -404,10 +406,12 @@ static ALWAYS_INLINE void output_tiles_body(const wino_job *jb, int64_t o0, int6
             tile_origin(jb, jb->t0 + j0 + l, org[l]);
             whole[l] = org[l][0] + md <= OD && org[l][1] + 2 <= OH && org[l][2] + 2 <= OW;
         }
+#if HAVE_AVX2_VARIANT
         /* 8 whole tiles side by side in one row: vector stores */
         int row8 = avx2 && nl == LANES && org[LANES - 1][2] == org[0][2] + 2 * (LANES - 1);
         for (int l = 0; row8 && l < LANES; l++)
             row8 = whole[l];
+#endif
         for (int64_t o = o0; o < o1; o++) {
             for (int p = 0; p < A0 * 16; p++)
                 memcpy(d[p], M + p * pl->ms + o * pl->tb + j0, sizeof d[p]);
