@@ -27,8 +27,9 @@ typedef enum dspi_conv_algo {
 } dspi_conv_algo;
 
 /* y [n, oc, out] = conv(x [n, c, in], w [oc, c / groups, k]) (+ b [oc] in
- * bdt, may be NULL); w in wdt (f32/f16/bf16). im2col + dspi_sgemm per group,
- * the column buffer bounded by DSPI_CONV_COL_BYTES. */
+ * bdt, may be NULL); w in wdt (f32/f16/bf16). Winograd where
+ * dspi_winograd_applies(g), else im2col + dspi_sgemm per group, the column
+ * buffer bounded by DSPI_CONV_COL_BYTES. */
 int dspi_cpu_conv(const float *x, const void *w, dsp_dtype wdt, const void *b, dsp_dtype bdt,
                   const dspi_conv_geom *g, float *y);
 

@@ -260,7 +260,12 @@ typedef struct dsp_conv_opts {
     int groups;                 /* 0 = 1                                       */
 } dsp_conv_opts;
 
-/* x [n, c, h, w], w [oc, c / groups, kh, kw], b [oc] or NULL. */
+/* x [n, c, h, w], w [oc, c / groups, kh, kw], b [oc] or NULL. On the CPU a
+ * stride-1, undilated, ungrouped 3x3 (or 3x3x3 / 1x3x3) convolution runs as
+ * Winograd F(2,3), anything else as im2col + GEMM (docs/compute.md);
+ * DSPIPE_CONV=im2col or =winograd forces one, and any other value than
+ * those and auto fails the call with DSP_EINVAL. Weights in a read-only
+ * buffer (a mapped model) keep their Winograd transform with that buffer. */
 DSP_API int dsp_conv2d(const dsp_tensor *x, const dsp_tensor *w, const dsp_tensor *b,
                        const dsp_conv_opts *opts, dsp_tensor **out);
 /* x [n, c, d, h, w], w [oc, c / groups, kd, kh, kw], b [oc] or NULL. */
