@@ -125,6 +125,40 @@ START_TEST(test_logits_match_reference)
 }
 END_TEST
 
+/* The video ResNets fold each batch norm into its convolution at load;
+ * DSPIPE_VIDEO_NO_FOLD=1 keeps them two steps. Both give the reference's
+ * logits, and each other's to 1e-5, so neither path hides behind the other
+ * (a fold that dropped the bias or the scale is far off both). */
+START_TEST(test_bn_fold_equals_two_steps)
+{
+    const char *name = fixtures[_i];
+    if (strncmp(name, "videomae", 8) == 0)
+        return;                         /* no batch norm */
+    fixture f;
+    fixture_open(&f, parity_dir(name));
+    dsp_tensor *folded = NULL, *steps = NULL;
+    ck_assert_msg(video_model_forward(f.m, f.pixels, &folded) == 0, "%s", video_model_errmsg(f.m));
+    video_model *m2 = NULL;
+    char *why = NULL;
+    setenv("DSPIPE_VIDEO_NO_FOLD", "1", 1);
+    int rc = video_model_open(parity_dir(name), &m2, &why);
+    unsetenv("DSPIPE_VIDEO_NO_FOLD");
+    ck_assert_msg(rc == 0, "%s", why ? why : "?");
+    ck_assert_msg(video_model_forward(m2, f.pixels, &steps) == 0, "%s", video_model_errmsg(m2));
+    int64_t n = f.B * f.classes;
+    double e_fold = rel_err(dsp_tensor_data(folded), dsp_tensor_data(f.logits), n);
+    double e_steps = rel_err(dsp_tensor_data(steps), dsp_tensor_data(f.logits), n);
+    double e_both = rel_err(dsp_tensor_data(folded), dsp_tensor_data(steps), n);
+    printf("%s: folded %.2e, two steps %.2e against the reference; %.2e apart\n", name, e_fold, e_steps, e_both);
+    ck_assert_msg(e_fold <= TOL_REF && e_steps <= TOL_REF, "%s: %.3e / %.3e", name, e_fold, e_steps);
+    ck_assert_msg(e_both <= 1e-5, "%s: folded and two-step logits %.3e apart", name, e_both);
+    dsp_tensor_unref(&folded);
+    dsp_tensor_unref(&steps);
+    video_model_close(&m2);
+    fixture_close(&f);
+}
+END_TEST
+
 START_TEST(test_batch_equals_single)
 {
     fixture f;
@@ -551,6 +585,7 @@ static Suite *encoder_suite(void)
     TCase *tc = tcase_create("video");
     tcase_add_loop_test(tc, test_logits_match_reference, 0, nfix);
     tcase_add_loop_test(tc, test_batch_equals_single, 0, nfix);
+    tcase_add_loop_test(tc, test_bn_fold_equals_two_steps, 0, nfix);
     tcase_add_test(tc, test_wrong_clip_size);
     tcase_add_test(tc, test_bad_folders);
     tcase_add_loop_test(tc, test_op_u8_clips, 0, nfix);

@@ -1,4 +1,5 @@
 /* video_resnet.c - torchvision's VideoResNet (r3d_18, mc3_18, r2plus1d_18) on core/ops: stem, BasicBlocks, average pool, fc. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +9,12 @@
 /* torchvision's nn.BatchNorm3d default */
 #define BN_EPS 1e-5f
 
-/* One Conv3d (no bias) + BatchNorm3d in inference form, optionally + ReLU. */
+/* One Conv3d (no bias) + BatchNorm3d in inference form, optionally + ReLU.
+ * With f32 weights the batch norm is folded into the convolution at load
+ * (fw, fb): one pass over the activations and one tensor less per conv. */
 typedef struct conv_bn {
     dsp_tensor *w, *mean, *var, *gamma, *beta;
+    dsp_tensor *fw, *fb;                /* folded weight and bias, or NULL */
     dsp_conv_opts opts;
     int relu;
 } conv_bn;
@@ -47,7 +51,7 @@ static const struct {
 
 static void conv_bn_free(conv_bn *c)
 {
-    dsp_tensor *t[] = { c->w, c->mean, c->var, c->gamma, c->beta };
+    dsp_tensor *t[] = { c->w, c->mean, c->var, c->gamma, c->beta, c->fw, c->fb };
     vm_unref_all(t, sizeof t / sizeof t[0]);
     memset(c, 0, sizeof *c);
 }
@@ -70,6 +74,55 @@ static void resnet_free(void *priv)
     dsp_tensor_unref(&r->fc_w);
     dsp_tensor_unref(&r->fc_b);
     free(r);
+}
+
+static void release_weights(void *opaque, void *data)
+{
+    (void)opaque;
+    dsp_free(data);
+}
+
+/* The batch norm folded into the convolution, as inference engines do
+ * (oneDNN, TensorRT, torch.fx's fuse): with s = gamma / sqrt(var + eps) per
+ * output channel, w' = w * s and b' = beta - mean * s, so that
+ * conv(x, w') + b' = bn(conv(x, w)). Computed in double, rounded once. The
+ * folded weights are wrapped read-only: they never change, and the
+ * convolution keeps its Winograd transform with a read-only buffer. Only
+ * for f32 tensors on the CPU; others keep the two steps (returns 0). */
+static int fold_bn(conv_bn *c)
+{
+    const dsp_tensor *t[] = { c->w, c->mean, c->var, c->gamma, c->beta };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i]->dtype != DSP_DTYPE_F32 || t[i]->device.type != DSP_DEVICE_CPU || !dsp_tensor_is_contiguous(t[i]))
+            return 0;
+    int64_t oc = c->w->shape[0], per = dsp_tensor_numel(c->w) / oc;
+    size_t bytes = (size_t)(oc * per) * sizeof(float);
+    float *w = dsp_malloc(bytes);
+    dsp_buffer *buf = NULL;
+    int rc = w ? dsp_tensor_new(DSP_DTYPE_F32, 1, &oc, &c->fb) : DSP_ENOMEM;
+    if (rc < 0) {
+        dsp_free(w);
+        return rc;
+    }
+    const float *w0 = dsp_tensor_data(c->w), *mean = dsp_tensor_data(c->mean), *var = dsp_tensor_data(c->var),
+                *gamma = dsp_tensor_data(c->gamma), *beta = dsp_tensor_data(c->beta);
+    float *b = dsp_tensor_data(c->fb);
+    for (int64_t o = 0; o < oc; o++) {
+        double sc = (double)gamma[o] / sqrt((double)var[o] + (double)BN_EPS);
+        for (int64_t i = 0; i < per; i++)
+            w[o * per + i] = (float)((double)w0[o * per + i] * sc);
+        b[o] = (float)((double)beta[o] - (double)mean[o] * sc);
+    }
+    if ((rc = dsp_buffer_wrap(w, bytes, 1, release_weights, NULL, &buf)) < 0) {
+        dsp_free(w);
+        dsp_tensor_unref(&c->fb);
+        return rc;
+    }
+    rc = dsp_tensor_from_buffer(DSP_DTYPE_F32, c->w->ndim, c->w->shape, NULL, buf, 0, &c->fw);
+    dsp_buffer_unref(&buf);
+    if (rc < 0)
+        dsp_tensor_unref(&c->fb);
+    return rc;
 }
 
 /* Conv weight wname [out, *in_c, k...] and the BatchNorm3d bn.{weight, bias,
@@ -96,6 +149,8 @@ static int load_conv_bn(vm_loader *ld, const char *wname, const char *bn, int64_
     }
     c->relu = relu;
     *in_c = oc;
+    if (getenv("DSPIPE_VIDEO_NO_FOLD") == NULL && (rc = fold_bn(c)) < 0)
+        return vm_load_fail(ld, rc, "%s: cannot fold %s into it: %s", wname, bn, dsp_strerror(rc));
     return 0;
 }
 
@@ -238,10 +293,13 @@ int video_resnet_load(vm_loader *ld, video_model *m)
 static int run_conv_bn(video_model *m, const conv_bn *c, const dsp_tensor *x, dsp_tensor **out)
 {
     dsp_tensor *y = NULL;
-    int rc = dsp_conv3d(x, c->w, NULL, &c->opts, &y);
-    if (rc == 0)
+    int rc;
+    if (c->fw) {
+        rc = dsp_conv3d(x, c->fw, c->fb, &c->opts, out);
+    } else if ((rc = dsp_conv3d(x, c->w, NULL, &c->opts, &y)) == 0) {
         rc = dsp_batchnorm(y, c->mean, c->var, c->gamma, c->beta, BN_EPS, out);
-    /* in place: *out is the batch norm's fresh result */
+    }
+    /* in place: *out is the convolution's or the batch norm's fresh result */
     if (rc == 0 && c->relu && (rc = dsp_relu(*out, out)) < 0)
         dsp_tensor_unref(out);
     dsp_tensor_unref(&y);
