@@ -500,6 +500,7 @@ START_TEST(test_interrupt_drains_and_commits)
     pthread_t th;
     intr_arg a;
     int lines, err;
+    char errors[512];
 
     make_tmpdir();
     snprintf(path, sizeof(path), "%s/out.jsonl", tmpdir);
@@ -508,6 +509,9 @@ START_TEST(test_interrupt_drains_and_commits)
     ck_assert_int_eq(dsp_pipeline_load_string(ctx, "intr.pipe", text, NULL, &p), 0);
     dsp_run_opts_init(&o);
     o.threads = 2;
+    /* errors and the completion journal (sink.jsonl resumes) in tmpdir, not the cwd */
+    snprintf(errors, sizeof(errors), "%s/errors.jsonl", tmpdir);
+    o.errors_path = errors;
     a.p = p;
     a.ms = 300;
     pthread_create(&th, NULL, interrupt_later, &a);
