@@ -31,8 +31,11 @@ def dspipe(args, *argv):
     if args.build:
         b = os.path.abspath(args.build)
         exe = os.path.join(b, "core", "dspipe")
+        # the build's plugins only: an installed dspipe's older ones must not mix in
         env["DSPIPE_PLUGIN_PATH"] = ":".join(os.path.join(b, p, ".libs") for p in
-                                             ("plugins/builtin", "plugins/video", "encoders/video"))
+                                             ("plugins/builtin", "plugins/video", "plugins/image",
+                                              "encoders/video"))
+        env["DSPIPE_NO_DEFAULT_PLUGINS"] = "1"
     r = subprocess.run([exe, "-q", *argv], env=env)
     return r.returncode
 
