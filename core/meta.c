@@ -109,57 +109,58 @@ int dsp_meta_set_str(dsp_meta *m, const char *key, const char *v)
     return meta_set(m, key, json_string(v));
 }
 
-int dsp_meta_set_floats(dsp_meta *m, const char *key, const double *v,
-                        size_t n)
+/* A JSON array of n elements, elem(v, i) each (NULL on OOM). */
+static json_t *array_of(const void *v, size_t n, json_t *(*elem)(const void *v, size_t i))
 {
-    json_t *a;
-
-    if (n && !v)
-        return DSP_EINVAL;
-    a = json_array();
+    json_t *a = json_array();
     for (size_t i = 0; a && i < n; i++) {
-        if (json_array_append_new(a, json_float(v[i])) < 0) {
+        if (json_array_append_new(a, elem(v, i)) < 0) {
             json_decref(a);
             a = NULL;
         }
     }
-    return meta_set(m, key, a);
+    return a;
+}
+
+static json_t *float_at(const void *v, size_t i)
+{
+    return json_float(((const double *)v)[i]);
+}
+
+static json_t *int_at(const void *v, size_t i)
+{
+    return json_integer((json_int_t)((const int64_t *)v)[i]);
+}
+
+static json_t *str_at(const void *v, size_t i)
+{
+    return json_string(((const char *const *)v)[i]);
+}
+
+int dsp_meta_set_floats(dsp_meta *m, const char *key, const double *v,
+                        size_t n)
+{
+    if (n && !v)
+        return DSP_EINVAL;
+    return meta_set(m, key, array_of(v, n, float_at));
 }
 
 int dsp_meta_set_strs(dsp_meta *m, const char *key, const char *const *v, size_t n)
 {
-    json_t *a;
-
     if (n && !v)
         return DSP_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!v[i] || !utf8_valid(v[i]))
             return DSP_EINVAL;
-    a = json_array();
-    for (size_t i = 0; a && i < n; i++) {
-        if (json_array_append_new(a, json_string(v[i])) < 0) {
-            json_decref(a);
-            a = NULL;
-        }
-    }
-    return meta_set(m, key, a);
+    return meta_set(m, key, array_of(v, n, str_at));
 }
 
 int dsp_meta_set_ints(dsp_meta *m, const char *key, const int64_t *v,
                       size_t n)
 {
-    json_t *a;
-
     if (n && !v)
         return DSP_EINVAL;
-    a = json_array();
-    for (size_t i = 0; a && i < n; i++) {
-        if (json_array_append_new(a, json_integer((json_int_t)v[i])) < 0) {
-            json_decref(a);
-            a = NULL;
-        }
-    }
-    return meta_set(m, key, a);
+    return meta_set(m, key, array_of(v, n, int_at));
 }
 
 int dsp_meta_set_json(dsp_meta *m, const char *key, const char *json)
