@@ -1,4 +1,5 @@
 /* video_classify.c - video.classify: clips (video.decode's u8 frames, or normalised f32) to class logits, label and top-k. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,15 @@
 #include "video_model.h"
 #include "video_encoder.h"
 
+/* aggregate=mean: the sums of one video's clips so far */
+typedef struct clip_sum {
+    int64_t item;                       /* -1: none */
+    int64_t clips;
+    int failed;                         /* one of its clips failed: the video gets no result */
+    double start;                       /* first clip's clip_start; NAN: it had none */
+    float *logits, *prob;               /* [classes] */
+} clip_sum;
+
 typedef struct classify_ctx {
     /* parameters */
     char *model;
@@ -20,13 +30,7 @@ typedef struct classify_ctx {
     int aggregate;                      /* AGG_* */
     /* state */
     video_model *vm;
-    /* aggregate=mean: the video whose clips are being summed */
-    int64_t acc_item;                   /* -1: none */
-    int64_t acc_clips;
-    int acc_failed;                     /* one of its clips failed: the video gets no result */
-    double acc_start;                   /* first clip's clip_start, if it has one */
-    int acc_has_start;
-    float *acc_logits, *acc_prob;       /* [classes] sums */
+    clip_sum sum;
 } classify_ctx;
 
 enum { AGG_NONE, AGG_MEAN };
@@ -74,11 +78,11 @@ static int classify_init(dsp_node *node)
     }
     const video_model_info *in = video_model_get_info(c->vm);
     dsp_node_log(node, DSP_LOG_VERBOSE, "%s: %s, %lld classes", c->model, in->arch_name, (long long)in->num_classes);
-    c->acc_item = -1;
+    c->sum.item = -1;
     if (c->aggregate == AGG_MEAN) {
-        c->acc_logits = calloc((size_t)in->num_classes, sizeof *c->acc_logits);
-        c->acc_prob = calloc((size_t)in->num_classes, sizeof *c->acc_prob);
-        if (!c->acc_logits || !c->acc_prob)
+        c->sum.logits = calloc((size_t)in->num_classes, sizeof *c->sum.logits);
+        c->sum.prob = calloc((size_t)in->num_classes, sizeof *c->sum.prob);
+        if (!c->sum.logits || !c->sum.prob)
             return dsp_node_fail(node, DSP_ENOMEM, "out of memory");
     }
     return 0;
@@ -216,9 +220,9 @@ static int set_prediction(const classify_ctx *c, dsp_meta *meta, const float *pr
 }
 
 /* The result packet of src: its logits tensor and prediction meta; with
- * clips > 0, the mean over that many clips of one video (aggregate=mean). */
+ * mean (aggregate=mean), the mean over the clips of one video, src its last. */
 static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const float *logits, const float *prob,
-                       int64_t clips)
+                       const clip_sum *mean)
 {
     int64_t n = video_model_get_info(c->vm)->num_classes;
     dsp_packet *p = dsp_packet_ref(src);
@@ -232,13 +236,13 @@ static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const f
     }
     if (!err)
         err = set_prediction(c, dsp_packet_meta(p), prob);
-    if (!err && clips > 0) {
+    if (!err && mean) {
         dsp_meta *m = dsp_packet_meta(p);
         /* the video's span; the last clip's own frame lists would mislead */
-        if (c->acc_has_start)
-            err = dsp_meta_set_float(m, "clip_start", c->acc_start);
+        if (!isnan(mean->start))
+            err = dsp_meta_set_float(m, "clip_start", mean->start);
         if (!err)
-            err = dsp_meta_set_int(m, "clips", clips);
+            err = dsp_meta_set_int(m, "clips", mean->clips);
         dsp_meta_remove(m, "clip_index");
         dsp_meta_remove(m, "pts");
         dsp_meta_remove(m, "frame_index");
@@ -260,34 +264,35 @@ static int emit_result(dsp_node *node, classify_ctx *c, dsp_packet *src, const f
 static int average_clip(dsp_node *node, classify_ctx *c, dsp_packet *src, const float *logits, const float *prob)
 {
     int64_t n = video_model_get_info(c->vm)->num_classes;
-    const dsp_meta *m = dsp_packet_meta_const(src);
-    if (c->acc_item != dsp_packet_item(src)) {
-        c->acc_item = dsp_packet_item(src);
-        c->acc_clips = 0;
-        c->acc_failed = 0;
-        c->acc_has_start = dsp_meta_get_float(m, "clip_start", &c->acc_start) == 0;
-        memset(c->acc_logits, 0, (size_t)n * sizeof *c->acc_logits);
-        memset(c->acc_prob, 0, (size_t)n * sizeof *c->acc_prob);
+    clip_sum *sum = &c->sum;
+    if (sum->item != dsp_packet_item(src)) {
+        sum->item = dsp_packet_item(src);
+        sum->clips = 0;
+        sum->failed = 0;
+        if (dsp_meta_get_float(dsp_packet_meta_const(src), "clip_start", &sum->start) < 0)
+            sum->start = NAN;
+        memset(sum->logits, 0, (size_t)n * sizeof *sum->logits);
+        memset(sum->prob, 0, (size_t)n * sizeof *sum->prob);
     }
     if (!prob)
-        c->acc_failed = 1;
-    else if (!c->acc_failed) {
+        sum->failed = 1;
+    else if (!sum->failed) {
         for (int64_t i = 0; i < n; i++) {
-            c->acc_logits[i] += logits[i];
-            c->acc_prob[i] += prob[i];
+            sum->logits[i] += logits[i];
+            sum->prob[i] += prob[i];
         }
-        c->acc_clips++;
+        sum->clips++;
     }
     if (!dsp_packet_last(src))
         return 0;
-    c->acc_item = -1;
-    if (c->acc_failed)
+    sum->item = -1;
+    if (sum->failed)
         return 0;
     for (int64_t i = 0; i < n; i++) {
-        c->acc_logits[i] /= (float)c->acc_clips;
-        c->acc_prob[i] /= (float)c->acc_clips;
+        sum->logits[i] /= (float)sum->clips;
+        sum->prob[i] /= (float)sum->clips;
     }
-    return emit_result(node, c, src, c->acc_logits, c->acc_prob, c->acc_clips);
+    return emit_result(node, c, src, sum->logits, sum->prob, sum);
 }
 
 /* Clips of one size run as one batch; a bad clip fails its item alone
@@ -329,12 +334,12 @@ static int classify_batch(dsp_node *node, dsp_packet **in, int n)
         if (c->aggregate == AGG_MEAN)
             rc = average_clip(node, c, in[k], row_logits, prob);
         else if (g >= 0)
-            rc = emit_result(node, c, in[k], row_logits, prob, 0);
+            rc = emit_result(node, c, in[k], row_logits, prob, NULL);
     }
     if (rc < 0 && c->aggregate == AGG_MEAN && n > 0) {
         /* the whole batch failed: a video that goes on past it gets no result */
-        c->acc_item = dsp_packet_last(in[n - 1]) ? -1 : dsp_packet_item(in[n - 1]);
-        c->acc_failed = 1;
+        c->sum.item = dsp_packet_last(in[n - 1]) ? -1 : dsp_packet_item(in[n - 1]);
+        c->sum.failed = 1;
     }
     for (int k = 0; k < n && logits && probs; k++) {
         dsp_tensor_unref(&logits[k]);
@@ -355,9 +360,9 @@ static void classify_fini(dsp_node *node)
 {
     classify_ctx *c = dsp_node_priv(node);
     video_model_close(&c->vm);
-    free(c->acc_logits);
-    free(c->acc_prob);
-    c->acc_logits = c->acc_prob = NULL;
+    free(c->sum.logits);
+    free(c->sum.prob);
+    c->sum.logits = c->sum.prob = NULL;
 }
 
 const dsp_op_def video_classify_op = {
