@@ -10,11 +10,13 @@
 #define BN_EPS 1e-5f
 
 /* One Conv3d (no bias) + BatchNorm3d in inference form, optionally + ReLU.
- * With f32 weights the batch norm is folded into the convolution at load
- * (fw, fb): one pass over the activations and one tensor less per conv. */
+ * With f32 weights the batch norm is folded into the convolution at load:
+ * w and b then hold the folded weight and bias, and the batch norm's
+ * tensors are NULL (one pass over the activations and one tensor less per
+ * conv). */
 typedef struct conv_bn {
-    dsp_tensor *w, *mean, *var, *gamma, *beta;
-    dsp_tensor *fw, *fb;                /* folded weight and bias, or NULL */
+    dsp_tensor *w, *b;                  /* b: NULL unless folded */
+    dsp_tensor *mean, *var, *gamma, *beta;
     dsp_conv_opts opts;
     int relu;
 } conv_bn;
@@ -51,7 +53,7 @@ static const struct {
 
 static void conv_bn_free(conv_bn *c)
 {
-    dsp_tensor *t[] = { c->w, c->mean, c->var, c->gamma, c->beta, c->fw, c->fb };
+    dsp_tensor *t[] = { c->w, c->b, c->mean, c->var, c->gamma, c->beta };
     vm_unref_all(t, sizeof t / sizeof t[0]);
     memset(c, 0, sizeof *c);
 }
@@ -86,11 +88,12 @@ static void release_weights(void *opaque, void *data)
  * (oneDNN, TensorRT, torch.fx's fuse): with s = gamma / sqrt(var + eps) per
  * output channel, w' = w * s and b' = beta - mean * s, so that
  * conv(x, w') + b' = bn(conv(x, w)). Computed in double, rounded once. The
- * folded weights are wrapped read-only: they never change, and the
+ * folded weights replace w, wrapped read-only: they never change, and the
  * convolution keeps its Winograd transform with a read-only buffer. Only
  * for f32 tensors on the CPU; others keep the two steps (returns 0). */
 static int fold_bn(conv_bn *c)
 {
+    dsp_tensor *bn[] = { c->mean, c->var, c->gamma, c->beta };
     const dsp_tensor *t[] = { c->w, c->mean, c->var, c->gamma, c->beta };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i]->dtype != DSP_DTYPE_F32 || t[i]->device.type != DSP_DEVICE_CPU || !dsp_tensor_is_contiguous(t[i]))
@@ -99,30 +102,36 @@ static int fold_bn(conv_bn *c)
     size_t bytes = (size_t)(oc * per) * sizeof(float);
     float *w = dsp_malloc(bytes);
     dsp_buffer *buf = NULL;
-    int rc = w ? dsp_tensor_new(DSP_DTYPE_F32, 1, &oc, &c->fb) : DSP_ENOMEM;
+    dsp_tensor *fw = NULL, *fb = NULL;
+    int rc = w ? dsp_tensor_new(DSP_DTYPE_F32, 1, &oc, &fb) : DSP_ENOMEM;
     if (rc < 0) {
         dsp_free(w);
         return rc;
     }
     const float *w0 = dsp_tensor_data(c->w), *mean = dsp_tensor_data(c->mean), *var = dsp_tensor_data(c->var),
                 *gamma = dsp_tensor_data(c->gamma), *beta = dsp_tensor_data(c->beta);
-    float *b = dsp_tensor_data(c->fb);
+    float *b = dsp_tensor_data(fb);
     for (int64_t o = 0; o < oc; o++) {
         double sc = (double)gamma[o] / sqrt((double)var[o] + (double)BN_EPS);
         for (int64_t i = 0; i < per; i++)
             w[o * per + i] = (float)((double)w0[o * per + i] * sc);
         b[o] = (float)((double)beta[o] - (double)mean[o] * sc);
     }
-    if ((rc = dsp_buffer_wrap(w, bytes, 1, release_weights, NULL, &buf)) < 0) {
+    if ((rc = dsp_buffer_wrap(w, bytes, 1, release_weights, NULL, &buf)) < 0)
         dsp_free(w);
-        dsp_tensor_unref(&c->fb);
+    else
+        rc = dsp_tensor_from_buffer(DSP_DTYPE_F32, c->w->ndim, c->w->shape, NULL, buf, 0, &fw);
+    dsp_buffer_unref(&buf);
+    if (rc < 0) {
+        dsp_tensor_unref(&fb);
         return rc;
     }
-    rc = dsp_tensor_from_buffer(DSP_DTYPE_F32, c->w->ndim, c->w->shape, NULL, buf, 0, &c->fw);
-    dsp_buffer_unref(&buf);
-    if (rc < 0)
-        dsp_tensor_unref(&c->fb);
-    return rc;
+    dsp_tensor_unref(&c->w);
+    vm_unref_all(bn, sizeof bn / sizeof bn[0]);
+    c->mean = c->var = c->gamma = c->beta = NULL;
+    c->w = fw;
+    c->b = fb;
+    return 0;
 }
 
 /* Conv weight wname [out, *in_c, k...] and the BatchNorm3d bn.{weight, bias,
@@ -294,8 +303,8 @@ static int run_conv_bn(video_model *m, const conv_bn *c, const dsp_tensor *x, ds
 {
     dsp_tensor *y = NULL;
     int rc;
-    if (c->fw) {
-        rc = dsp_conv3d(x, c->fw, c->fb, &c->opts, out);
+    if (!c->mean) {                     /* folded */
+        rc = dsp_conv3d(x, c->w, c->b, &c->opts, out);
     } else if ((rc = dsp_conv3d(x, c->w, NULL, &c->opts, &y)) == 0) {
         rc = dsp_batchnorm(y, c->mean, c->var, c->gamma, c->beta, BN_EPS, out);
     }
