@@ -309,6 +309,23 @@ static dsp_context *plugin_context(void)
     return ctx;
 }
 
+/* video.classify under the harness with the model of fixture folder dir
+ * (opened into *f) and the params in extra (NULL-terminated, up to 6) */
+static dsp_harness *classify_op(dsp_context *ctx, const char *dir, fixture *f, const char *const *extra)
+{
+    char param[1200];
+    const char *params[8] = { param };
+    fixture_open(f, dir);
+    snprintf(param, sizeof param, "model=%s", dir);
+    for (int i = 0; extra && extra[i]; i++) {
+        ck_assert_int_lt(i, 6);
+        params[i + 1] = extra[i];
+    }
+    dsp_harness *h = NULL;
+    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
+    return h;
+}
+
 /* clip b of the fixture's u8 clips as a packet (item b) */
 static dsp_packet *clip_packet(const fixture *f, int64_t b)
 {
@@ -365,12 +382,7 @@ START_TEST(test_op_u8_clips)
 {
     dsp_context *ctx = plugin_context();
     fixture f;
-    fixture_open(&f, parity_dir(fixtures[_i]));
-    char param[1200];
-    snprintf(param, sizeof param, "model=%s", parity_dir(fixtures[_i]));
-    const char *params[] = { param, "top_k=3", NULL };
-    dsp_harness *h = NULL;
-    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
+    dsp_harness *h = classify_op(ctx, parity_dir(fixtures[_i]), &f, (const char *[]){ "top_k=3", NULL });
     dsp_packet **pk = calloc((size_t)f.B, sizeof *pk);
     for (int64_t b = 0; b < f.B; b++)
         pk[b] = clip_packet(&f, b);
@@ -396,12 +408,8 @@ START_TEST(test_op_f32_clips)
 {
     dsp_context *ctx = plugin_context();
     fixture f;
-    fixture_open(&f, fixture_dir("r2plus1d_18"));
-    char param[1200];
-    snprintf(param, sizeof param, "model=%s", fixture_dir("r2plus1d_18"));
-    const char *params[] = { param, "input=pixels", "output=scores", "keep_input=true", "top_k=50", NULL };
-    dsp_harness *h = NULL;
-    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
+    const char *params[] = { "input=pixels", "output=scores", "keep_input=true", "top_k=50", NULL };
+    dsp_harness *h = classify_op(ctx, fixture_dir("r2plus1d_18"), &f, params);
     dsp_packet **pk = calloc((size_t)f.B, sizeof *pk);
     for (int64_t b = 0; b < f.B; b++) {
         ck_assert_int_eq(dsp_packet_new(&pk[b]), 0);
@@ -434,12 +442,7 @@ START_TEST(test_op_bad_clip)
 {
     dsp_context *ctx = plugin_context();
     fixture f;
-    fixture_open(&f, fixture_dir("videomae_mean"));
-    char param[1200];
-    snprintf(param, sizeof param, "model=%s", fixture_dir("videomae_mean"));
-    const char *params[] = { param, NULL };
-    dsp_harness *h = NULL;
-    ck_assert_int_eq(dsp_harness_new(ctx, "video.classify", params, 1, &h), 0);
+    dsp_harness *h = classify_op(ctx, fixture_dir("videomae_mean"), &f, NULL);
     dsp_packet *pk[3] = { clip_packet(&f, 0), NULL, clip_packet(&f, 2) };
     ck_assert_int_eq(dsp_packet_new(&pk[1]), 0);
     dsp_packet_set_pos(pk[1], 1, 0, 1);
@@ -483,13 +486,8 @@ START_TEST(test_op_mean_clips)
 {
     dsp_context *ctx = plugin_context();
     fixture f;
-    fixture_open(&f, fixture_dir("r3d_18"));
+    dsp_harness *h = classify_op(ctx, fixture_dir("r3d_18"), &f, (const char *[]){ "aggregate=mean", "top_k=2", NULL });
     ck_assert_int_ge(f.B, 2);
-    char param[1200];
-    snprintf(param, sizeof param, "model=%s", fixture_dir("r3d_18"));
-    const char *params[] = { param, "aggregate=mean", "top_k=2", NULL };
-    dsp_harness *h = NULL;
-    ck_assert_msg(dsp_harness_new(ctx, "video.classify", params, 1, &h) == 0, "%s", dsp_context_errmsg(ctx));
     int n = (int)f.B + 1 + 3;
     dsp_packet **pk = calloc((size_t)n, sizeof *pk);
     for (int64_t b = 0; b < f.B; b++) {         /* item 0: every clip, 1 s apart */
